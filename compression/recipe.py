@@ -1,0 +1,128 @@
+"""Compression recipes: YAML parsed into pydantic models that reject unknown keys (a typo is an error)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RECIPES_PACKAGE = "compression.recipes"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingRecipe(_Strict):
+    """The fine-tuning loop the pruning runs inside."""
+
+    epochs: float = Field(3.0, gt=0, description="training epochs in all")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
+    lr_schedule: Literal["linear", "constant", "cosine"] = Field("linear", description="decay after warm-up")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up")
+    batch_size: int = Field(32, ge=1, description="per-device batch size")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_length: int = Field(128, gt=1, description="maximum sequence length in tokens")
+    freeze_embeddings: bool = Field(True, description="keep the embedding layer fixed")
+    eval_steps: int = Field(500, ge=1, description="evaluate every N steps")
+    save_steps: int = Field(250, ge=1, description="checkpoint every N steps")
+
+
+class OBSRecipe(_Strict):
+    """Optimal BERT Surgeon settings."""
+
+    block_size: int = Field(50, ge=1, description="Fisher block size (a multiple of the pruning group)")
+    num_grads: int = Field(1024, ge=1, description="gradients m in the empirical Fisher")
+    grad_batch_size: int = Field(16, ge=1, description="examples per gradient sample")
+    damp: float = Field(1e-7, gt=0, description="dampening added to the Fisher diagonal")
+    recomputations: int = Field(1, ge=1, description="Fisher recomputations per pruning update")
+
+
+class PruningRecipe(_Strict):
+    """Gradual pruning of the encoder's Linear layers."""
+
+    scorer: Literal["obs", "magnitude"] = Field("obs", description="saliency: OBS or the magnitude baseline")
+    initial_sparsity: float = Field(0.7, ge=0, lt=1, description="one-shot sparsity at the start epoch")
+    final_sparsity: float = Field(0.9, ge=0, lt=1, description="sparsity reached at the end epoch")
+    start_epoch: float = Field(0.0, ge=0, description="epoch of the first (one-shot) pruning step")
+    end_epoch: float = Field(2.0, ge=0, description="epoch of the last pruning step; masks stay fixed after")
+    update_interval_epochs: float = Field(0.25, gt=0, description="epochs between pruning steps")
+    schedule: Literal["cubic"] = Field("cubic", description="sparsity ramp between start and end")
+    scope: Literal["global", "per-layer"] = Field("global", description="one threshold for all layers or each")
+    structure: Literal["unstructured", "4-block"] = Field(
+        "unstructured", description="single weights, or groups of 4 along the input dimension"
+    )
+    modules: list[str] | None = Field(
+        None, description="regexes of Linear module names to prune (default: the encoder's Linear layers)"
+    )
+    obs: OBSRecipe = Field(default_factory=lambda: OBSRecipe.model_validate({}))
+
+    @model_validator(mode="after")
+    def _check(self) -> PruningRecipe:
+        if self.initial_sparsity > self.final_sparsity:
+            raise ValueError("initial_sparsity must not exceed final_sparsity")
+        if self.end_epoch < self.start_epoch:
+            raise ValueError("end_epoch must not come before start_epoch")
+        return self
+
+    @property
+    def group(self) -> int:
+        """Weights pruned together."""
+        return 4 if self.structure == "4-block" else 1
+
+
+class DistillationRecipe(_Strict):
+    """Knowledge distillation from the dense teacher."""
+
+    teacher: str | None = Field(None, description="teacher model directory (the CLI's --teacher overrides it)")
+    hardness: float = Field(1.0, ge=0, le=1, description="weight of the distillation loss against the labels")
+    temperature: float = Field(2.0, gt=0, description="softmax temperature")
+
+
+class QuantizationRecipe(_Strict):
+    """INT8 after pruning: calibrated static quantization of the exported ONNX graph."""
+
+    method: Literal["static", "none"] = Field("static", description="static INT8 quantization, or keep FP32")
+    calibration_samples: int = Field(512, ge=1, description="training examples used for calibration")
+    calibration_method: Literal["minmax", "percentile", "entropy"] = Field(
+        "minmax", description="how activation ranges are chosen"
+    )
+
+
+class Recipe(_Strict):
+    """A whole compression recipe."""
+
+    description: str = ""
+    training: TrainingRecipe = Field(default_factory=lambda: TrainingRecipe.model_validate({}))
+    pruning: PruningRecipe = Field(default_factory=lambda: PruningRecipe.model_validate({}))
+    distillation: DistillationRecipe = Field(default_factory=lambda: DistillationRecipe.model_validate({}))
+    quantization: QuantizationRecipe = Field(default_factory=lambda: QuantizationRecipe.model_validate({}))
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        if self.pruning.end_epoch > self.training.epochs:
+            raise ValueError("pruning.end_epoch is after the last training epoch")
+        return self
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the recipes that come with the package."""
+    folder = resources.files(RECIPES_PACKAGE)
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Parse a recipe from a YAML path or a shipped recipe's name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:
+        shipped = resources.files(RECIPES_PACKAGE) / f"{name_or_path}.yaml"
+        if not shipped.is_file():
+            raise FileNotFoundError(f"no recipe file {path} and no shipped recipe of that name; "
+                                    f"shipped: {', '.join(shipped_recipes())}")
+        text = shipped.read_text(encoding="utf-8")
+    return Recipe.model_validate(yaml.safe_load(text) or {})

@@ -1,0 +1,291 @@
+"""The `oberta` command: serve, finetune, export (and later compress, bench).
+
+Subcommands import their heavy dependencies lazily, so `oberta serve` never needs torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--train-file", required=True, help="training data: .tsv, .csv or .jsonl (optionally .gz)")
+    group.add_argument("--validation-file", help="validation data; default: carve --validation-fraction from train")
+    group.add_argument("--validation-fraction", type=float, default=0.05, help="share of train held out (default 0.05)")
+    group.add_argument("--seed", type=int, default=42, help="seed of the validation split and training (default 42)")
+    group.add_argument("--text-column", help="text column (default: detected, e.g. sentence, text, sentence1)")
+    group.add_argument("--text-pair-column", help="second text column for pairs (default: detected, e.g. sentence2)")
+    group.add_argument("--label-column", help="label column (default: detected, e.g. label)")
+    group.add_argument("--label-names",
+                       help="comma-separated display names for the sorted labels, e.g. negative,positive")
+    group.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
+    group.add_argument("--max-length", type=int, default=128, help="maximum sequence length in tokens (default 128)")
+
+
+def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from compression.finetune import DataConfig
+
+    return DataConfig(
+        train_file=args.train_file,
+        validation_file=args.validation_file,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+        text_column=args.text_column,
+        text_pair_column=args.text_pair_column,
+        label_column=args.label_column,
+        label_names=args.label_names.split(",") if args.label_names else None,
+        max_train_examples=args.max_train_examples,
+        max_length=args.max_length,
+    )
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from compression.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        data=_data_config(args),
+        output_dir=args.output,
+        model=args.model,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        freeze_embeddings=not args.train_embeddings,
+        eval_steps=args.eval_steps,
+        save_steps=args.save_steps,
+        threads=args.threads,
+    )
+    info = finetune(config)
+    print(f"validation: {info['validation_metrics']}; model in {args.output}/final")
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from service.server import serve
+
+    serve(host=args.host, port=args.port, config_path=args.config, models_dir=args.models_dir)
+    return 0
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="serve models over HTTP (FastAPI + uvicorn) on DeepSparse or ONNX Runtime",
+        description="Serve every model directory under models/ (or those listed in --config) with dynamic batching, "
+        "Prometheus metrics at /metrics, health at /health/live and /health/ready, and OpenAPI docs at /docs. "
+        "Needs no torch.",
+    )
+    parser.add_argument("--host", default=os.environ.get("OBERTA_HOST", "127.0.0.1"),
+                        help="address to bind (default 127.0.0.1, or OBERTA_HOST)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("OBERTA_PORT", "8000")),
+                        help="port (default 8000, or OBERTA_PORT)")
+    parser.add_argument("--config", help="YAML file listing the endpoints (default: OBERTA_CONFIG, else discovery)")
+    parser.add_argument("--models-dir", help="directory of model directories (default: OBERTA_MODELS_DIR or models)")
+    parser.set_defaults(handler=_run_serve)
+
+
+def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "finetune",
+        help="fine-tune a dense encoder for text classification (the teacher)",
+        description="Fine-tune an encoder (BERT or RoBERTa architecture) on a labelled file. "
+        "Checkpoints go to OUTPUT/checkpoint-N and a rerun resumes from the newest; "
+        "the final model lands in OUTPUT/final.",
+    )
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="base model: a local path, the bundled "
+                        "all-MiniLM-L6-v2 (default), or a hub name where a hub is reachable")
+    parser.add_argument("--output", required=True, help="run directory")
+    parser.add_argument("--epochs", type=float, default=2.0, help="training epochs (default 2)")
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--train-embeddings", action="store_true", help="also train the embeddings (frozen by default)")
+    parser.add_argument("--eval-steps", type=int, default=500, help="evaluate every N steps (default 500)")
+    parser.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps (default 500)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    _add_data_arguments(parser)
+    parser.set_defaults(handler=_run_finetune)
+
+
+def _run_compress(args: argparse.Namespace) -> int:
+    import shlex
+
+    from compression.compress import CompressConfig, compress
+    from compression.recipe import load_recipe
+
+    config = CompressConfig(
+        recipe=load_recipe(args.recipe),
+        recipe_source=args.recipe,
+        model=args.model,
+        teacher=args.teacher if args.teacher else (None if args.no_teacher else args.model),
+        data=_data_config(args),
+        output_dir=args.output,
+        name=args.name,
+        model_dir=args.model_dir,
+        threads=args.threads,
+        command="oberta " + shlex.join(sys.argv[1:]),
+    )
+    card = compress(config)
+    print(f"sparsity {card.sparsity:.4f}; metrics {card.metrics}; model in {args.model_dir or args.output + '/model'}")
+    return 0
+
+
+def _compress_parser(sub: argparse._SubParsersAction) -> None:
+    from compression.recipe import shipped_recipes
+
+    parser = sub.add_parser(
+        "compress",
+        help="prune (oBERT) with distillation while fine-tuning, quantize to INT8, export",
+        description="Gradually prune a fine-tuned dense model with the Optimal BERT Surgeon on a cubic schedule, "
+        "distilling from the dense teacher, then quantize to INT8 and export a served model directory. "
+        "Checkpoints go to OUTPUT/checkpoint-N; rerunning the same command resumes from the newest.",
+    )
+    parser.add_argument("--recipe", required=True,
+                        help=f"recipe YAML path or shipped name ({', '.join(shipped_recipes())})")
+    parser.add_argument("--model", required=True, help="the dense fine-tuned model directory to prune")
+    parser.add_argument("--teacher", help="teacher model directory (default: --model, the dense model itself)")
+    parser.add_argument("--no-teacher", action="store_true", help="train on labels alone, without distillation")
+    parser.add_argument("--output", required=True, help="run directory (checkpoints, trained model, logs)")
+    parser.add_argument("--name", required=True, help="served model name, e.g. sentiment")
+    parser.add_argument("--model-dir", help="where the served model directory goes (default OUTPUT/model)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    _add_data_arguments(parser)
+    parser.set_defaults(handler=_run_compress)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+    from pathlib import Path
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from compression.export import export_model_dir
+    from compression.finetune import TRAINING_INFO
+
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    info_path = Path(args.model) / TRAINING_INFO
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    metrics = info.get("validation_metrics", {})
+    build = {"command": "oberta " + shlex.join(sys.argv[1:]), "source": args.model, "training": info}
+    card = export_model_dir(model, tokenizer, args.output, args.name, args.max_length, metrics, build)
+    print(f"exported {card.name} ({card.task}, labels {card.labels}) to {args.output}")
+    return 0
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="export a trained PyTorch classifier to a served model directory (ONNX, tokenizer, card)",
+        description="Export with the TorchScript exporter at opset 14 (DeepSparse's fast path), with dynamic "
+        "batch and sequence axes, check ONNX Runtime's outputs against PyTorch, and write model.yaml.",
+    )
+    parser.add_argument("--model", required=True, help="trained model directory (e.g. RUN/final)")
+    parser.add_argument("--output", required=True, help="model directory to write, e.g. models/sentiment")
+    parser.add_argument("--name", required=True, help="served model name")
+    parser.add_argument("--max-length", type=int, default=128, help="maximum sequence length served (default 128)")
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_bench_engines(args: argparse.Namespace) -> int:
+    import shlex
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks.engines import run_benchmark
+    from benchmarks.report import machine, speedups, write_reports
+    from service.card import load_card
+
+    sparse_files = None
+    if args.model:
+        card = load_card(args.model)
+        sparse_files = {str(engine): Path(args.model) / name for engine, name in card.files.items()}
+    with tempfile.TemporaryDirectory(prefix="oberta-bench-") as workdir:
+        results = run_benchmark(
+            args.shapes.split(","), sparse_files, args.sparsity, [int(b) for b in args.batch_sizes.split(",")],
+            args.sequence_length, args.rounds, args.seconds_per_turn, args.threads, Path(workdir),
+        )
+    meta = {
+        "title": "engines",
+        "command": "oberta " + shlex.join(sys.argv[1:]),
+        "machine": machine(),
+        "sequence_length": args.sequence_length,
+        "rounds": args.rounds,
+        "sparse_model": args.model,
+        "speedups": speedups(results, ("dense-fp32", "onnxruntime"), ("sparse-int8", "deepsparse")),
+    }
+    for path in write_reports(results, meta, Path(args.output), args.stem):
+        print(f"wrote {path}")
+    for row in meta["speedups"]:
+        print(f"{row['shape']} batch {row['batch_size']}: sparse INT8 DeepSparse / dense FP32 ONNX Runtime = "
+              f"{row['speedup']:.1f}x")
+    return 0
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="benchmarks (engines)", description="Measure speed; results go to "
+                            "benchmarks/results/ as JSON, markdown and PNG.")
+    kinds = parser.add_subparsers(dest="bench", required=True)
+    engines = kinds.add_parser(
+        "engines",
+        help="items/s and latency: dense FP32 (PyTorch, ONNX Runtime), dense INT8, sparse INT8 (DeepSparse, ORT)",
+        description="Interleaved engine benchmark at each batch size for the MiniLM shape (the shipped sparse "
+        "model against random dense models of its shape) and the bert-base shape (random weights, magnitude-"
+        "pruned to --sparsity and quantized like the shipped models).",
+    )
+    engines.add_argument("--model", default="models/sentiment",
+                         help="shipped sparse INT8 model directory for the MiniLM shape (default models/sentiment)")
+    engines.add_argument("--shapes", default="minilm,bert-base", help="comma-separated shapes (minilm,bert-base)")
+    engines.add_argument("--sparsity", type=float, default=0.9, help="sparsity of random sparse models (0.9)")
+    engines.add_argument("--batch-sizes", default="1,16", help="comma-separated batch sizes (default 1,16)")
+    engines.add_argument("--sequence-length", type=int, default=128, help="tokens per item (default 128)")
+    engines.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    engines.add_argument("--seconds-per-turn", type=float, default=2.0, help="seconds per case per round (2)")
+    engines.add_argument("--threads", type=int, help="threads per engine (default: all cores)")
+    engines.add_argument("--output", default="benchmarks/results", help="results directory")
+    engines.add_argument("--stem", default="engines", help="file name stem of the results (default engines)")
+    engines.set_defaults(handler=_run_bench_engines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="oberta",
+        description="Compress BERT-family encoders (oBERT pruning, distillation, INT8) and serve them on CPUs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _finetune_parser(sub)
+    _compress_parser(sub)
+    _export_parser(sub)
+    _bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `oberta` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"oberta {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Shape buckets for engines compiled for static shapes: pick the nearest compiled shape and pad up to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+SMALLEST_SEQUENCE_BUCKET = 32
+
+
+def default_sequence_buckets(max_length: int) -> tuple[int, ...]:
+    """32, 64, 128, ... below `max_length`, then `max_length`."""
+    buckets = []
+    length = SMALLEST_SEQUENCE_BUCKET
+    while length < max_length:
+        buckets.append(length)
+        length *= 2
+    return (*buckets, max_length)
+
+
+def checked_buckets(buckets: Iterable[int], largest: int | None, what: str) -> tuple[int, ...]:
+    """Sorted unique buckets, each at least 1 and, when `largest` is given, at most `largest`."""
+    result = tuple(sorted(set(buckets)))
+    if not result or result[0] < 1 or (largest is not None and result[-1] > largest):
+        limit = f" and at most {largest}" if largest is not None else ""
+        raise ValueError(f"{what} buckets {list(result)} must be non-empty, each at least 1{limit}")
+    return result
+
+
+def fitting_bucket(buckets: tuple[int, ...], size: int) -> int:
+    """The smallest bucket that holds `size`; ValueError when none does."""
+    for bucket in buckets:
+        if bucket >= size:
+            return bucket
+    raise ValueError(f"size {size} exceeds the largest compiled bucket {buckets[-1]}")
+
+
+def pad_2d(array: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """`array` [r, c] zero-padded at the end to [rows, columns], as a contiguous int64 array."""
+    padded = np.zeros((rows, columns), dtype=np.int64)
+    padded[: array.shape[0], : array.shape[1]] = array
+    return padded

@@ -1,0 +1,30 @@
+"""Tasks: how request inputs become engine batches and engine outputs become answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from tokenizers import Tokenizer
+
+from service.card import ModelCard
+from service.tasks.base import InputError, PredictOptions, Task
+from service.tasks.text_classification import TextClassification
+
+TaskBuilder = Callable[[ModelCard, Tokenizer, int, Sequence[str]], Task]
+
+
+def _text_classification(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
+    return TextClassification(tokenizer, pad_id, card.labels, input_names, card.max_length)
+
+
+TASKS: dict[str, TaskBuilder] = {"text-classification": _text_classification}
+
+
+def build_task(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
+    """The task the card names, over a configured tokenizer and the engine's input names."""
+    if card.task not in TASKS:
+        raise ValueError(f"model {card.name!r}: task {card.task} is not served yet (served: {sorted(TASKS)})")
+    return TASKS[card.task](card, tokenizer, pad_id, input_names)
+
+
+__all__ = ["TASKS", "InputError", "PredictOptions", "Task", "build_task"]

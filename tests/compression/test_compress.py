@@ -1,0 +1,98 @@
+"""`oberta compress` end to end on a tiny model: pruning, distillation, INT8 export, and exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from compression.compress import CompressConfig, compress
+from compression.finetune import DataConfig
+from compression.pruning.callback import PruningCallback
+from compression.quantize import weight_sparsity
+from compression.recipe import Recipe
+from service.card import load_card
+from tests.tiny_models import tiny_classifier, tiny_tokenizer
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def tiny_recipe(scorer: str = "obs", structure: str = "unstructured") -> Recipe:
+    return Recipe.model_validate({
+        "training": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "save_steps": 3, "eval_steps": 100,
+                     "max_length": 32},
+        "pruning": {"scorer": scorer, "structure": structure, "initial_sparsity": 0.5, "final_sparsity": 0.8,
+                    "end_epoch": 1.5, "update_interval_epochs": 0.5,
+                    "obs": {"block_size": 8, "num_grads": 4, "grad_batch_size": 4}},
+        "quantization": {"calibration_samples": 16},
+    })
+
+
+@pytest.fixture(scope="module")
+def dense_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dense")
+    tiny_classifier("bert").save_pretrained(path)
+    tiny_tokenizer("bert").save_pretrained(path)
+    return path
+
+
+def _config(recipe: Recipe, dense_dir: Path, output: Path) -> CompressConfig:
+    data = DataConfig(train_file=str(FIXTURES / "sentiment.tsv"), validation_fraction=0.25)
+    return CompressConfig(recipe=recipe, recipe_source="test", model=str(dense_dir), teacher=str(dense_dir),
+                          data=data, output_dir=str(output), name="tiny-sparse", threads=1)
+
+
+@pytest.mark.parametrize(("scorer", "structure"), [("obs", "unstructured"), ("magnitude", "4-block")])
+def test_compress_exports_a_sparse_int8_model(dense_dir: Path, tmp_path: Path, scorer: str, structure: str) -> None:
+    card = compress(_config(tiny_recipe(scorer, structure), dense_dir, tmp_path / "run"))
+    model_dir = tmp_path / "run" / "model"
+    assert load_card(model_dir) == card
+    assert card.precision == "int8"
+    assert set(card.files) == {"deepsparse", "onnxruntime"}
+    assert card.sparsity is not None and card.sparsity == pytest.approx(0.8, abs=0.01)
+    assert card.build["pruning_history"][-1]["sparsity"] == pytest.approx(0.8, abs=0.01)
+    for name in card.files.values():
+        assert weight_sparsity(model_dir / name)["sparsity"] == pytest.approx(0.8, abs=0.01)
+        session = ort.InferenceSession(str(model_dir / name), providers=["CPUExecutionProvider"])
+        feed = {i.name: np.ones((2, 5), dtype=np.int64) for i in session.get_inputs()}
+        assert session.run(None, feed)[0].shape == (2, 2)
+    for key in ("student_fp32_accuracy", "teacher_accuracy", "int8_onnxruntime_graph_accuracy"):
+        assert 0.0 <= card.metrics[key] <= 1.0
+    if structure == "4-block":
+        weights = load_file(str(tmp_path / "run" / "trained" / "model.safetensors"))
+        query = weights["bert.encoder.layer.0.attention.self.query.weight"].reshape(-1, 4)
+        assert torch.all((query == 0).all(dim=1) | (query != 0).all(dim=1)), "zeros come in whole groups of 4"
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_same_result(
+    dense_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compress(_config(tiny_recipe(), dense_dir, tmp_path / "whole"))
+    original = PruningCallback.on_step_end
+
+    def kill_at_step_seven(self: PruningCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        original(self, args, state, control, **kwargs)
+        if state.global_step == 7:
+            raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PruningCallback, "on_step_end", kill_at_step_seven)
+        with pytest.raises(_Killed):
+            compress(_config(tiny_recipe(), dense_dir, tmp_path / "resumed"))
+    assert (tmp_path / "resumed" / "checkpoint-6").is_dir()
+    assert not (tmp_path / "resumed" / "trained").exists()
+    compress(_config(tiny_recipe(), dense_dir, tmp_path / "resumed"))
+    whole = load_file(str(tmp_path / "whole" / "trained" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "trained" / "model.safetensors"))
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
