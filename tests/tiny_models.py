@@ -14,7 +14,11 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-WORDS = ["a", "gorgeous", "witty", "seductive", "movie", "it", "is", "dull", "and", "lifeless", "film", "with", "no", "point", "at", "all", "good", "bad", "great", "awful", "the", "of", "to", "in", "was", "not", "very", "fun", "boring", "plot", "acting", "story", "love", "hate", "john", "paris", "london", "google"]
+WORDS = (
+    "a", "gorgeous", "witty", "seductive", "movie", "it", "is", "dull", "and", "lifeless", "film", "with",
+    "no", "point", "at", "all", "good", "bad", "great", "awful", "the", "of", "to", "in", "was", "not",
+    "very", "fun", "boring", "plot", "acting", "story", "love", "hate", "john", "paris", "london", "google",
+)
 
 
 def tiny_tokenizer(arch: str = "bert") -> PreTrainedTokenizerFast:
