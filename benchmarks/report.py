@@ -89,6 +89,29 @@ def chart(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> No
     plt.close(figure)
 
 
+def record_speed(model_dir: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Store the MiniLM-shape results (the shipped model and its dense references) in the model's card."""
+    from service.card import load_card, save_card
+
+    card = load_card(model_dir)
+    card.metrics["speed"] = {
+        "command": meta["command"],
+        "machine": f"{meta['machine']['cpu']}, {meta['machine']['cores']} cores",
+        "sequence_length": meta["sequence_length"],
+        "items_per_second": {
+            f"{r['model']} {r['engine']} batch {r['batch_size']}": round(r["items_per_second"], 1)
+            for r in results
+            if r["shape"] == "minilm"
+        },
+        "speedup_vs_dense_fp32_onnxruntime": {
+            f"batch {row['batch_size']}": round(row["speedup"], 2)
+            for row in meta["speedups"]
+            if row["shape"] == "minilm"
+        },
+    }
+    save_card(card, model_dir)
+
+
 def write_reports(results: list[dict[str, Any]], meta: dict[str, Any], directory: Path, stem: str) -> list[Path]:
     """Write STEM.json, STEM.md and STEM.png under directory; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)

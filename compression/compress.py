@@ -1,4 +1,4 @@
-"""`oberta compress`: oBERT pruning with distillation during fine-tuning, then INT8 and export.
+"""`oberta compress`: oBERT pruning with distillation during fine-tuning, then INT8 and export, for any task.
 
 Run layout under ``output``: ``checkpoint-N/`` (Trainer checkpoints; a rerun resumes from the newest),
 ``trained/`` (the pruned PyTorch model), ``model.fp32.onnx`` and the served model directory ``model/``.
@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
 
 from compression.base_models import resolve_base_model
-from compression.evaluate import batches, onnx_accuracy, torch_accuracy
+from compression.evaluate import batches, onnx_rows, torch_rows
 from compression.export import export_model_dir, model_input_names
-from compression.finetune import DataConfig, PreparedData, prepare_data, training_arguments
+from compression.finetune import training_arguments
 from compression.pruning.callback import GradientSampler, PruningCallback
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.quantize import quantize_model_dir, weight_sparsity
 from compression.recipe import Recipe
-from compression.training import DistillationTrainer, accuracy_metrics, encode_examples, freeze_embeddings
+from compression.tasks import CompressionTask, DataConfig, Evaluation, task_for
+from compression.training import DistillationTrainer, freeze_embeddings
 from compression.training import last_checkpoint as find_last_checkpoint
 from service.card import ModelCard, load_card, save_card
 
@@ -49,18 +50,13 @@ class CompressConfig:
     command: str = ""
 
 
-def _load(path: str) -> PreTrainedModel:
-    return AutoModelForSequenceClassification.from_pretrained(resolve_base_model(path), attn_implementation="eager")
-
-
-def _check_labels(model: PreTrainedModel, data: PreparedData, role: str) -> None:
-    if model.config.num_labels != len(data.labels):
-        raise ValueError(f"the {role} has {model.config.num_labels} labels but the data has {len(data.labels)}")
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{name}": value for name, value in metrics.items()}
 
 
 def _build_trainer(
-    config: CompressConfig, student: PreTrainedModel, teacher: PreTrainedModel | None, tokenizer: Any,
-    train: list[dict[str, Any]], validation: list[dict[str, Any]],
+    config: CompressConfig, task: CompressionTask, student: PreTrainedModel, teacher: PreTrainedModel | None,
+    tokenizer: Any, train: list[dict[str, Any]], evaluation: Evaluation,
 ) -> tuple[DistillationTrainer, PruningCallback]:
     recipe = config.recipe
     training, pruning = recipe.training, recipe.pruning
@@ -69,15 +65,15 @@ def _build_trainer(
         training.weight_decay, training.eval_steps, training.save_steps, config.data.seed,
     )
     args.lr_scheduler_type = training.lr_schedule  # type: ignore[assignment]
-    collator = DataCollatorWithPadding(tokenizer)
+    collator = task.collator(tokenizer)
     pruner = Pruner(
         find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
         block_size=pruning.obs.block_size, damp=pruning.obs.damp,
     )
     trainer = DistillationTrainer(
-        model=student, args=args, train_dataset=train, eval_dataset=validation, data_collator=collator,
-        compute_metrics=accuracy_metrics, teacher=teacher,
+        model=student, args=args, train_dataset=train, eval_dataset=evaluation.features, data_collator=collator,
+        compute_metrics=evaluation.trainer_metrics, teacher=teacher,
         hardness=recipe.distillation.hardness if teacher is not None else 0.0,
         temperature=recipe.distillation.temperature,
     )
@@ -100,23 +96,24 @@ def compress(config: CompressConfig) -> ModelCard:
         torch.set_num_threads(config.threads)
     recipe = config.recipe
     config.data.max_length = recipe.training.max_length
-    data = prepare_data(config.data)
+    task = task_for(config.data.task)
+    data = task.prepare(config.data)
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(config.model))
-    student = _load(config.model)
-    _check_labels(student, data, "model")
+    student = task.load_model(resolve_base_model(config.model))
+    task.check_model(student, data, "model")
     teacher_path = config.teacher or recipe.distillation.teacher
-    teacher = _load(teacher_path) if teacher_path else None
+    teacher = task.load_model(resolve_base_model(teacher_path)) if teacher_path else None
     if teacher is not None:
-        _check_labels(teacher, data, "teacher")
+        task.check_model(teacher, data, "teacher")
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
-    label_to_id = {label: i for i, label in enumerate(data.labels)}
-    train = encode_examples(tokenizer, data.train, label_to_id, recipe.training.max_length)
-    validation = encode_examples(tokenizer, data.validation, label_to_id, recipe.training.max_length)
     input_names = model_input_names(student)
+    train = task.features(tokenizer, data.train, data, config.data, input_names)
+    evaluation = task.evaluation(tokenizer, data.validation, data, config.data, input_names)
+    validation = evaluation.features
     pad_id = tokenizer.pad_token_id or 0
 
-    trainer, callback = _build_trainer(config, student, teacher, tokenizer, train, validation)
+    trainer, callback = _build_trainer(config, task, student, teacher, tokenizer, train, evaluation)
     trainer.train(resume_from_checkpoint=find_last_checkpoint(config.output_dir))
     callback.pruner.remove_hooks()
     output = Path(config.output_dir)
@@ -124,12 +121,12 @@ def compress(config: CompressConfig) -> ModelCard:
     trainer.save_model(str(trained_dir))
     tokenizer.save_pretrained(str(trained_dir))
 
-    metrics: dict[str, Any] = {
-        "validation_examples": len(validation),
-        "student_fp32_accuracy": torch_accuracy(student, validation, input_names, pad_id),
-    }
+    def score(model: PreTrainedModel) -> dict[str, float]:
+        return evaluation.score(torch_rows(model, validation, input_names, task.output_names, pad_id))
+
+    metrics: dict[str, Any] = {"validation_examples": len(data.validation), **_prefixed("student_fp32", score(student))}
     if teacher is not None:
-        metrics["teacher_accuracy"] = torch_accuracy(teacher, validation, input_names, pad_id)
+        metrics.update(_prefixed("teacher", score(teacher)))
     build = {
         "command": config.command,
         "recipe": config.recipe_source,
@@ -137,15 +134,21 @@ def compress(config: CompressConfig) -> ModelCard:
         "model": config.model,
         "teacher": teacher_path,
         "data": asdict(config.data),
-        "train_examples": len(train),
+        "train_examples": len(data.train),
+        "train_features": len(train),
         "pruning_history": callback.history,
         "pytorch_sparsity": callback.pruner.sparsity(),
     }
     model_dir = Path(config.model_dir) if config.model_dir else output / "model"
-    card = export_model_dir(student, tokenizer, model_dir, config.name, recipe.training.max_length, metrics, build)
+    card = export_model_dir(
+        student, tokenizer, model_dir, config.name, recipe.training.max_length, metrics, build,
+        task=task.name, question_answering=config.data.question_answering(),
+    )
     if recipe.quantization.method == "static":
-        card = _quantize(card, model_dir, output, train, validation, input_names, pad_id, recipe)
+        card = _quantize(card, model_dir, output, train, evaluation, input_names, pad_id, recipe)
     card.sparsity = float(weight_sparsity(model_dir / card.files["deepsparse"])["sparsity"])
+    card.build["file_megabytes"] = {name: round((model_dir / name).stat().st_size / 1e6, 2)
+                                    for name in sorted(set(card.files.values()))}
     card.build["wall_clock_seconds"] = round(time.time() - started)
     save_card(card, model_dir)
     (output / "compress_result.json").write_text(json.dumps(card.model_dump(mode="json"), indent=2))
@@ -153,17 +156,19 @@ def compress(config: CompressConfig) -> ModelCard:
 
 
 def _quantize(
-    card: ModelCard, model_dir: Path, output: Path, train: list[dict[str, Any]], validation: list[dict[str, Any]],
+    card: ModelCard, model_dir: Path, output: Path, train: list[dict[str, Any]], evaluation: Evaluation,
     input_names: list[str], pad_id: int, recipe: Recipe,
 ) -> ModelCard:
-    """Replace the FP32 ONNX in model_dir with per-engine INT8 files and record their accuracy."""
+    """Replace the FP32 ONNX in model_dir with per-engine INT8 files and record their metrics."""
     fp32_path = output / FP32_ONNX
     shutil.move(str(model_dir / "model.onnx"), fp32_path)
     calibration = batches(train[: recipe.quantization.calibration_samples], input_names, 16, pad_id)
     card.files = quantize_model_dir(fp32_path, model_dir, calibration, recipe.quantization.calibration_method)  # type: ignore[assignment]
     card.precision = "int8"
+    validation = evaluation.features
     for engine, name in card.files.items():
-        card.metrics[f"int8_{engine}_graph_accuracy"] = onnx_accuracy(model_dir / name, validation, input_names, pad_id)
-    card.metrics["fp32_onnx_accuracy"] = onnx_accuracy(fp32_path, validation, input_names, pad_id)
+        rows = onnx_rows(model_dir / name, validation, input_names, pad_id)
+        card.metrics.update(_prefixed(f"int8_{engine}_graph", evaluation.score(rows)))
+    card.metrics.update(_prefixed("fp32_onnx", evaluation.score(onnx_rows(fp32_path, validation, input_names, pad_id))))
     card.build["quantization"] = recipe.quantization.model_dump(mode="json")
     return card

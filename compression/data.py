@@ -1,4 +1,4 @@
-"""Loading labelled text-classification data from TSV, CSV or JSONL files."""
+"""Loading labelled text-classification data from TSV, CSV or JSONL files, and carving validation splits."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 TEXT_COLUMNS = ("sentence", "text", "sentence1", "#1 String", "question", "premise")
 PAIR_COLUMNS = ("sentence2", "#2 String", "text_pair", "hypothesis")
 LABEL_COLUMNS = ("label", "Quality", "score", "labels")
 
 csv.field_size_limit(sys.maxsize)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class Example:
     text_pair: str | None = None
 
 
-def _open(path: Path) -> IO[str]:
+def open_text(path: Path) -> IO[str]:
+    """A text file, gzipped or not, as UTF-8 (a byte-order mark is skipped)."""
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
     return path.open(encoding="utf-8-sig", newline="")
@@ -44,7 +46,7 @@ def _file_format(path: Path) -> str:
 
 def _rows(path: Path) -> Iterator[dict[str, str]]:
     fmt = _file_format(path)
-    with _open(path) as handle:
+    with open_text(path) as handle:
         if fmt == "jsonl":
             for number, line in enumerate(handle, start=1):
                 if line.strip():
@@ -101,10 +103,8 @@ def load_examples(
     return examples
 
 
-def split_validation(
-    examples: list[Example], validation_fraction: float, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """Carve a validation split from training examples with a fixed seed: (train, validation)."""
+def split_validation(examples: list[T], validation_fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Carve a validation split from training examples (or groups of them) with a fixed seed: (train, validation)."""
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError("validation fraction must be between 0 and 1")
     order = list(range(len(examples)))

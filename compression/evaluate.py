@@ -1,4 +1,4 @@
-"""Accuracy of exported ONNX classifiers and of PyTorch models on encoded features."""
+"""Outputs of exported ONNX models and of PyTorch models on encoded features, for the tasks' metrics."""
 
 from __future__ import annotations
 
@@ -29,31 +29,28 @@ def batches(
     return [pad_batch(features[i : i + batch_size], input_names, pad_id) for i in range(0, len(features), batch_size)]
 
 
-def onnx_accuracy(
+def onnx_rows(
     onnx_path: Path, features: list[dict[str, Any]], input_names: list[str], pad_id: int = 0, batch_size: int = 64
-) -> float:
-    """Accuracy of an ONNX classifier (ONNX Runtime, CPU) on features with ``labels``."""
-    options = ort.SessionOptions()
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    correct = 0
-    for start in range(0, len(features), batch_size):
-        chunk = features[start : start + batch_size]
-        logits = session.run(None, pad_batch(chunk, input_names, pad_id))[0]
-        correct += int((logits.argmax(-1) == np.array([f["labels"] for f in chunk])).sum())
-    return correct / len(features)
+) -> list[list[np.ndarray]]:
+    """Every feature's row of every output of an ONNX model (ONNX Runtime, CPU), in feature order."""
+    session = ort.InferenceSession(str(onnx_path), ort.SessionOptions(), providers=["CPUExecutionProvider"])
+    rows: list[list[np.ndarray]] = []
+    for batch in batches(features, input_names, batch_size, pad_id):
+        outputs = session.run(None, batch)
+        rows.extend([output[row] for output in outputs] for row in range(len(batch["input_ids"])))
+    return rows
 
 
 @torch.no_grad()
-def torch_accuracy(
-    model: PreTrainedModel, features: list[dict[str, Any]], input_names: list[str], pad_id: int = 0,
-    batch_size: int = 64,
-) -> float:
-    """Accuracy of a PyTorch classifier on features with ``labels``."""
+def torch_rows(
+    model: PreTrainedModel, features: list[dict[str, Any]], input_names: list[str], output_names: tuple[str, ...],
+    pad_id: int = 0, batch_size: int = 64,
+) -> list[list[np.ndarray]]:
+    """Every feature's row of the named outputs of a PyTorch model, in feature order."""
     model.eval()
-    correct = 0
-    for start in range(0, len(features), batch_size):
-        chunk = features[start : start + batch_size]
-        inputs = {k: torch.from_numpy(v) for k, v in pad_batch(chunk, input_names, pad_id).items()}
-        logits = model(**inputs).logits
-        correct += int((logits.argmax(-1).numpy() == np.array([f["labels"] for f in chunk])).sum())
-    return correct / len(features)
+    rows: list[list[np.ndarray]] = []
+    for batch in batches(features, input_names, batch_size, pad_id):
+        outputs = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+        arrays = [getattr(outputs, name).numpy() for name in output_names]
+        rows.extend([array[row] for array in arrays] for row in range(len(batch["input_ids"])))
+    return rows

@@ -16,7 +16,8 @@ import onnxruntime as ort
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from service.card import ModelCard, save_card
+from compression.tasks import TaskName, task_for
+from service.card import ModelCard, QuestionAnsweringSettings, save_card
 
 log = logging.getLogger(__name__)
 OPSET = 14
@@ -24,16 +25,18 @@ PARITY_ATOL = 1e-4
 ONNX_FILE = "model.onnx"
 
 
-class _LogitsOnly(torch.nn.Module):
-    """Wraps a Hugging Face model so the exported graph has named tensor inputs and one logits output."""
+class _NamedOutputs(torch.nn.Module):
+    """Wraps a Hugging Face model so the exported graph has named tensor inputs and the task's outputs."""
 
-    def __init__(self, model: PreTrainedModel, input_names: list[str]) -> None:
+    def __init__(self, model: PreTrainedModel, input_names: list[str], output_names: tuple[str, ...]) -> None:
         super().__init__()
         self.model = model
         self.input_names = input_names
+        self.output_names = output_names
 
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.input_names, tensors, strict=True))).logits
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(**dict(zip(self.input_names, tensors, strict=True)))
+        return tuple(getattr(outputs, name) for name in self.output_names)
 
 
 def model_input_names(model: PreTrainedModel) -> list[str]:
@@ -56,21 +59,29 @@ def sample_inputs(
     return batch
 
 
-def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> list[str]:
-    """Write the model as ONNX with dynamic batch and sequence axes; returns the input names."""
+def export_onnx(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path, task: TaskName = "text-classification"
+) -> list[str]:
+    """Write the model as ONNX with dynamic batch and sequence axes and the task's outputs; returns the input names.
+
+    Outputs: `logits` [batch, labels] (text classification), `start_logits` and `end_logits` [batch, sequence]
+    (question answering), `logits` [batch, sequence, labels] (token classification).
+    """
     model = model.eval()
+    spec = task_for(task)
     input_names = model_input_names(model)
     batch = sample_inputs(tokenizer, input_names)
     args = tuple(torch.from_numpy(batch[name]) for name in input_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
-    axes["logits"] = {0: "batch"}
+    for name in spec.output_names:
+        axes[name] = {0: "batch", 1: "sequence"} if spec.per_token else {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
-            _LogitsOnly(model, input_names),
+            _NamedOutputs(model, input_names, spec.output_names),
             args,
             str(path),
             input_names=input_names,
-            output_names=["logits"],
+            output_names=list(spec.output_names),
             dynamic_axes=axes,
             opset_version=OPSET,
             do_constant_folding=True,
@@ -80,14 +91,18 @@ def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path
 
 
 def check_parity(
-    model: PreTrainedModel, onnx_path: Path, inputs: dict[str, np.ndarray], atol: float = PARITY_ATOL
+    model: PreTrainedModel, onnx_path: Path, inputs: dict[str, np.ndarray], output_names: tuple[str, ...] = ("logits",),
+    atol: float = PARITY_ATOL,
 ) -> float:
-    """Max absolute difference between ONNX Runtime and PyTorch logits; raises if above atol."""
+    """Max absolute difference between ONNX Runtime's and PyTorch's outputs; raises if above atol."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(None, inputs)[0]
+    onnx_outputs = session.run(None, inputs)
     with torch.no_grad():
-        torch_logits = model.eval()(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
-    difference = float(np.abs(onnx_logits - torch_logits).max())
+        outputs = model.eval()(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    difference = max(
+        float(np.abs(ours - getattr(outputs, name).numpy()).max())
+        for ours, name in zip(onnx_outputs, output_names, strict=True)
+    )
     if difference > atol:
         raise RuntimeError(f"ONNX export differs from PyTorch by {difference:.2e} (tolerance {atol:.0e})")
     return difference
@@ -108,21 +123,24 @@ def export_model_dir(
     max_length: int,
     metrics: dict[str, Any] | None = None,
     build: dict[str, Any] | None = None,
+    task: TaskName = "text-classification",
+    question_answering: QuestionAnsweringSettings | None = None,
 ) -> ModelCard:
-    """Export an FP32 text-classification model directory: model.onnx, tokenizer files and model.yaml."""
+    """Export an FP32 model directory for the task: model.onnx, tokenizer files and model.yaml."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = output_dir / ONNX_FILE
-    input_names = export_onnx(model, tokenizer, onnx_path)
-    difference = check_parity(model, onnx_path, sample_inputs(tokenizer, input_names))
+    input_names = export_onnx(model, tokenizer, onnx_path, task)
+    difference = check_parity(model, onnx_path, sample_inputs(tokenizer, input_names), task_for(task).output_names)
     log.info("exported %s; max |ONNX - PyTorch| = %.2e", onnx_path, difference)
     save_tokenizer(tokenizer, output_dir)
+    spans = task == "question-answering"  # no labels; window and answer settings instead
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
-    num_labels = int(model.config.num_labels or len(id2label))
+    labels = [] if spans else [id2label[i] for i in range(int(model.config.num_labels or len(id2label)))]
     card = ModelCard(
         name=name,
-        task="text-classification",
-        labels=[str(id2label[i]) for i in range(num_labels)],
+        task=task,
+        labels=labels,
         max_length=max_length,
         architecture=str(model.config.model_type),
         inputs=input_names,
@@ -130,7 +148,7 @@ def export_model_dir(
         precision="fp32",
         metrics=metrics or {},
         build={**(build or {}), "onnx_parity_max_abs_diff": difference, "opset": OPSET},
+        question_answering=(question_answering or QuestionAnsweringSettings()) if spans else None,
     )
     save_card(card, output_dir)
     return card
-

@@ -1,4 +1,4 @@
-"""`oberta finetune`: fine-tune a dense encoder for text classification (the teacher)."""
+"""`oberta finetune`: fine-tune a dense encoder (the teacher) for classification, question answering or NER."""
 
 from __future__ import annotations
 
@@ -9,42 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    PreTrainedModel,
-    TrainingArguments,
-)
+from transformers import AutoTokenizer, TrainingArguments
 
 from compression.base_models import DEFAULT_BASE_MODEL, resolve_base_model
-from compression.data import Example, label_names, load_examples, split_validation
-from compression.training import (
-    DistillationTrainer,
-    accuracy_metrics,
-    encode_examples,
-    freeze_embeddings,
-    last_checkpoint,
-)
+from compression.export import model_input_names
+from compression.tasks import DataConfig, task_for
+from compression.training import DistillationTrainer, freeze_embeddings, last_checkpoint
 
 log = logging.getLogger(__name__)
 TRAINING_INFO = "oberta_training.json"
-
-
-@dataclass
-class DataConfig:
-    """Where the examples come from and how validation is carved."""
-
-    train_file: str
-    validation_file: str | None = None
-    validation_fraction: float = 0.05
-    seed: int = 42
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    label_names: list[str] | None = None
-    max_train_examples: int | None = None
-    max_length: int = 128
 
 
 @dataclass
@@ -64,37 +37,6 @@ class FinetuneConfig:
     save_steps: int = 500
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PreparedData:
-    """Train and validation examples with the label mapping."""
-
-    train: list[Example]
-    validation: list[Example]
-    labels: list[str]
-    display_labels: list[str]
-
-
-def prepare_data(config: DataConfig) -> PreparedData:
-    """Load the training file, carve or load validation, and fix the label order."""
-    examples = load_examples(
-        config.train_file, config.text_column, config.text_pair_column, config.label_column
-    )
-    if config.validation_file:
-        train = examples
-        validation = load_examples(
-            config.validation_file, config.text_column, config.text_pair_column, config.label_column
-        )
-    else:
-        train, validation = split_validation(examples, config.validation_fraction, config.seed)
-    if config.max_train_examples is not None:
-        train = train[: config.max_train_examples]
-    labels = label_names(train + validation)
-    display = config.label_names or labels
-    if len(display) != len(labels):
-        raise ValueError(f"--label-names gives {len(display)} names for {len(labels)} labels {labels}")
-    return PreparedData(train, validation, labels, list(display))
 
 
 def training_arguments(
@@ -123,31 +65,20 @@ def training_arguments(
     )
 
 
-def load_classifier(model_name: str, data: PreparedData) -> PreTrainedModel:
-    """A sequence classifier from a base encoder, with label names from the data."""
-    id2label = dict(enumerate(data.display_labels))
-    return AutoModelForSequenceClassification.from_pretrained(
-        resolve_base_model(model_name),
-        num_labels=len(data.labels),
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-        attn_implementation="eager",
-    )
-
-
 def finetune(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, resume from the last checkpoint if one exists, save the final model; return metrics."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    data = prepare_data(config.data)
+    task = task_for(config.data.task)
+    data = task.prepare(config.data)
     base_path = resolve_base_model(config.model)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    model = load_classifier(config.model, data)
+    model = task.new_model(base_path, data)
     if config.freeze_embeddings:
         log.info("froze %d embedding parameters", freeze_embeddings(model))
-    label_to_id = {label: i for i, label in enumerate(data.labels)}
-    train_features = encode_examples(tokenizer, data.train, label_to_id, config.data.max_length)
-    eval_features = encode_examples(tokenizer, data.validation, label_to_id, config.data.max_length)
+    input_names = model_input_names(model)
+    train_features = task.features(tokenizer, data.train, data, config.data, input_names)
+    evaluation = task.evaluation(tokenizer, data.validation, data, config.data, input_names)
     args = training_arguments(
         config.output_dir, config.epochs, config.learning_rate, config.batch_size,
         config.warmup_ratio, config.weight_decay, config.eval_steps, config.save_steps, config.data.seed,
@@ -156,9 +87,9 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         model=model,
         args=args,
         train_dataset=train_features,
-        eval_dataset=eval_features,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=accuracy_metrics,
+        eval_dataset=evaluation.features,
+        data_collator=task.collator(tokenizer),
+        compute_metrics=evaluation.trainer_metrics,
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     metrics = trainer.evaluate()
@@ -166,10 +97,12 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))
     info = {
+        "task": task.name,
         "base_model": config.model,
         "labels": data.display_labels,
         "data": asdict(config.data),
         "train_examples": len(data.train),
+        "train_features": len(train_features),
         "validation_examples": len(data.validation),
         "validation_metrics": {k.removeprefix("eval_"): v for k, v in metrics.items()},
         "settings": {k: v for k, v in asdict(config).items() if k != "data"},

@@ -92,8 +92,9 @@ def _zero_points(graph: onnx.GraphProto) -> dict[str, str]:
 def weight_sparsity(onnx_path: Path) -> dict[str, float | int]:
     """Sparsity of the MatMul weights stored in an ONNX file (INT8 entries equal to their zero point count).
 
-    Only 2-D MatMul weights are counted: in our exports these are exactly the encoder's Linear layers
-    (the pooler and the task head export as Gemm).
+    Only 2-D MatMul weights are counted: in our exports these are the encoder's Linear layers (the pooler and a
+    sequence classifier's head export as Gemm) plus, for question answering and token classification, the small
+    per-token head (a MatMul; under 0.05% of a MiniLM encoder's weights).
     """
     model = onnx.load(str(onnx_path))
     initializers = {t.name: t for t in model.graph.initializer}

@@ -1,4 +1,4 @@
-"""Shared training pieces: feature encoding, metrics and a Trainer with optional distillation."""
+"""Shared training pieces: embedding freezing, a length-grouped sampler and a Trainer with optional distillation."""
 
 from __future__ import annotations
 
@@ -6,49 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
-from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedModel, Trainer
+from transformers.modeling_outputs import QuestionAnsweringModelOutput, TokenClassifierOutput
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import get_last_checkpoint
 
-from compression.data import Example
-
-
-def encode_examples(
-    tokenizer: PreTrainedTokenizerBase,
-    examples: list[Example],
-    label_to_id: dict[str, int],
-    max_length: int,
-) -> list[dict[str, Any]]:
-    """Tokenize examples (no padding: batches are padded dynamically) and attach label ids."""
-    texts = [e.text for e in examples]
-    pairs = [e.text_pair for e in examples]
-    has_pairs = any(p is not None for p in pairs)
-    if has_pairs and any(p is None for p in pairs):
-        raise ValueError("some examples have a text pair and some do not")
-    encoded = tokenizer(
-        texts, pairs if has_pairs else None, truncation=True, max_length=max_length, padding=False
-    )
-    features = []
-    for i, example in enumerate(examples):
-        if example.label not in label_to_id:
-            raise ValueError(f"label {example.label!r} is not one of {sorted(label_to_id)}")
-        feature = {key: values[i] for key, values in encoded.items()}
-        feature["labels"] = label_to_id[example.label]
-        features.append(feature)
-    return features
-
-
-def accuracy_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    """Accuracy of argmax predictions."""
-    logits = prediction.predictions
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    predicted = np.asarray(logits).argmax(axis=-1)
-    return {"accuracy": float((predicted == np.asarray(prediction.label_ids)).mean())}
+IGNORED_LABEL = -100
+MASKED_LOGIT = -1e4  # far below any logit, yet finite, so masked positions get probability 0 without NaNs
 
 
 def freeze_embeddings(model: PreTrainedModel) -> int:
@@ -74,6 +41,32 @@ def distillation_loss(
     student = F.log_softmax(student_logits / temperature, dim=-1)
     teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature**2
+
+
+def output_distillation_loss(
+    student: Any, teacher: Any, inputs: dict[str, torch.Tensor], temperature: float
+) -> torch.Tensor:
+    """Distillation between the student's and the teacher's outputs (ModelOutput objects) for any head.
+
+    Sequence logits: one distribution per example. Question answering: the start and end distributions over the
+    positions, padding masked out, averaged. Token classification: one distribution per labelled token; positions
+    labelled -100 (padding, special tokens, later sub-tokens) are left out.
+    """
+    if isinstance(student, QuestionAnsweringModelOutput):
+        padding = inputs["attention_mask"].eq(0)
+        start, end = (
+            distillation_loss(
+                student[name].masked_fill(padding, MASKED_LOGIT), teacher[name].masked_fill(padding, MASKED_LOGIT),
+                temperature,
+            )
+            for name in ("start_logits", "end_logits")
+        )
+        return (start + end) / 2
+    if isinstance(student, TokenClassifierOutput):
+        labels = inputs.get("labels")
+        kept = labels.ne(IGNORED_LABEL) if labels is not None else inputs["attention_mask"].eq(1)
+        return distillation_loss(student["logits"][kept], teacher["logits"][kept], temperature)
+    return distillation_loss(student.logits, teacher.logits, temperature)
 
 
 class SeededLengthGroupedSampler(Sampler[int]):
@@ -140,11 +133,12 @@ class DistillationTrainer(Trainer):
         outputs = model(**inputs)
         loss = outputs.loss
         if self.teacher is not None and model.training:
-            if self.teacher.device != outputs.logits.device:
-                self.teacher.to(outputs.logits.device)
+            device = inputs["input_ids"].device
+            if self.teacher.device != device:
+                self.teacher.to(device)  # type: ignore[arg-type]  # transformers types Module.to too narrowly
             with torch.no_grad():
-                teacher_logits = self.teacher(**inputs).logits
-            kd = distillation_loss(outputs.logits, teacher_logits, self.temperature)
+                teacher_outputs = self.teacher(**inputs)
+            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature)
             loss = self.hardness * kd + (1.0 - self.hardness) * loss
         return (loss, outputs) if return_outputs else loss
 

@@ -10,15 +10,37 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import get_args
 
 os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
 
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _add_task_argument(parser: argparse.ArgumentParser) -> None:
+    from service.card import Task
+
+    parser.add_argument("--task", choices=get_args(Task), default="text-classification",
+                        help="text-classification (texts or pairs), question-answering (SQuAD v1.1 JSON) or "
+                        "token-classification (CoNLL, IOB2 tags); default text-classification")
+
+
+def _add_question_answering_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("question answering")
+    group.add_argument("--doc-stride", type=int, default=128,
+                       help="tokens shared by consecutive windows of a long context (default 128)")
+    group.add_argument("--max-query-length", type=int, default=64,
+                       help="question tokens kept; longer questions are cut (default 64)")
+    group.add_argument("--max-answer-length", type=int, default=30,
+                       help="longest answer in tokens, in evaluation and as the served default (default 30)")
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_task_argument(parser)
     group = parser.add_argument_group("data")
-    group.add_argument("--train-file", required=True, help="training data: .tsv, .csv or .jsonl (optionally .gz)")
+    group.add_argument("--train-file", required=True,
+                       help="training data: .tsv, .csv or .jsonl (text classification), SQuAD .json (question "
+                       "answering) or CoNLL .txt (token classification); optionally .gz")
     group.add_argument("--validation-file", help="validation data; default: carve --validation-fraction from train")
     group.add_argument("--validation-fraction", type=float, default=0.05, help="share of train held out (default 0.05)")
     group.add_argument("--seed", type=int, default=42, help="seed of the validation split and training (default 42)")
@@ -27,8 +49,11 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--label-column", help="label column (default: detected, e.g. label)")
     group.add_argument("--label-names",
                        help="comma-separated display names for the sorted labels, e.g. negative,positive")
+    group.add_argument("--round-labels", action="store_true",
+                       help="round numeric labels half up to integer classes (STS-B scores 0-5 -> classes 0..5)")
     group.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
     group.add_argument("--max-length", type=int, default=128, help="maximum sequence length in tokens (default 128)")
+    _add_question_answering_arguments(parser)
 
 
 def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -36,6 +61,7 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     return DataConfig(
         train_file=args.train_file,
+        task=args.task,
         validation_file=args.validation_file,
         validation_fraction=args.validation_fraction,
         seed=args.seed,
@@ -43,8 +69,12 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         text_pair_column=args.text_pair_column,
         label_column=args.label_column,
         label_names=args.label_names.split(",") if args.label_names else None,
+        round_labels=args.round_labels,
         max_train_examples=args.max_train_examples,
         max_length=args.max_length,
+        doc_stride=args.doc_stride,
+        max_query_length=args.max_query_length,
+        max_answer_length=args.max_answer_length,
     )
 
 
@@ -95,8 +125,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "finetune",
-        help="fine-tune a dense encoder for text classification (the teacher)",
-        description="Fine-tune an encoder (BERT or RoBERTa architecture) on a labelled file. "
+        help="fine-tune a dense encoder (the teacher) for classification, question answering or NER",
+        description="Fine-tune an encoder (BERT or RoBERTa architecture) on a labelled file for --task. "
         "Checkpoints go to OUTPUT/checkpoint-N and a rerun resumes from the newest; "
         "the final model lands in OUTPUT/final.",
     )
@@ -165,18 +195,24 @@ def _run_export(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
 
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from compression.export import export_model_dir
     from compression.finetune import TRAINING_INFO
+    from compression.tasks import task_for
+    from service.card import QuestionAnsweringSettings
 
-    model = AutoModelForSequenceClassification.from_pretrained(args.model, attn_implementation="eager")
+    model = task_for(args.task).load_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     info_path = Path(args.model) / TRAINING_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     metrics = info.get("validation_metrics", {})
     build = {"command": "oberta " + shlex.join(sys.argv[1:]), "source": args.model, "training": info}
-    card = export_model_dir(model, tokenizer, args.output, args.name, args.max_length, metrics, build)
+    settings = QuestionAnsweringSettings(
+        doc_stride=args.doc_stride, max_query_length=args.max_query_length, max_answer_length=args.max_answer_length
+    )
+    card = export_model_dir(model, tokenizer, args.output, args.name, args.max_length, metrics, build,
+                            task=args.task, question_answering=settings)
     print(f"exported {card.name} ({card.task}, labels {card.labels}) to {args.output}")
     return 0
 
@@ -184,7 +220,7 @@ def _run_export(args: argparse.Namespace) -> int:
 def _export_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "export",
-        help="export a trained PyTorch classifier to a served model directory (ONNX, tokenizer, card)",
+        help="export a trained PyTorch model to a served model directory (ONNX, tokenizer, card)",
         description="Export with the TorchScript exporter at opset 14 (DeepSparse's fast path), with dynamic "
         "batch and sequence axes, check ONNX Runtime's outputs against PyTorch, and write model.yaml.",
     )
@@ -192,6 +228,8 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="model directory to write, e.g. models/sentiment")
     parser.add_argument("--name", required=True, help="served model name")
     parser.add_argument("--max-length", type=int, default=128, help="maximum sequence length served (default 128)")
+    _add_task_argument(parser)
+    _add_question_answering_arguments(parser)
     parser.set_defaults(handler=_run_export)
 
 
@@ -201,7 +239,7 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmarks.engines import run_benchmark
-    from benchmarks.report import machine, speedups, write_reports
+    from benchmarks.report import machine, record_speed, speedups, write_reports
     from service.card import load_card
 
     sparse_files = None
@@ -224,6 +262,9 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
     }
     for path in write_reports(results, meta, Path(args.output), args.stem):
         print(f"wrote {path}")
+    if args.model and args.record_in_card:
+        record_speed(Path(args.model), results, meta)
+        print(f"recorded the sparse model's speed in {args.model}/model.yaml")
     for row in meta["speedups"]:
         print(f"{row['shape']} batch {row['batch_size']}: sparse INT8 DeepSparse / dense FP32 ONNX Runtime = "
               f"{row['speedup']:.1f}x")
@@ -231,7 +272,7 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="benchmarks (engines)", description="Measure speed; results go to "
+    parser = sub.add_parser("bench", help="benchmarks (engines, http)", description="Measure speed; results go to "
                             "benchmarks/results/ as JSON, markdown and PNG.")
     kinds = parser.add_subparsers(dest="bench", required=True)
     engines = kinds.add_parser(
@@ -252,7 +293,45 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     engines.add_argument("--threads", type=int, help="threads per engine (default: all cores)")
     engines.add_argument("--output", default="benchmarks/results", help="results directory")
     engines.add_argument("--stem", default="engines", help="file name stem of the results (default engines)")
+    engines.add_argument("--record-in-card", action="store_true",
+                         help="write the measured speed of the --model into its model.yaml")
     engines.set_defaults(handler=_run_bench_engines)
+    _bench_http_parser(kinds)
+
+
+def _run_bench_http(args: argparse.Namespace) -> int:
+    from benchmarks.http import run_command
+
+    return run_command(args)
+
+
+def _bench_http_parser(kinds: argparse._SubParsersAction) -> None:
+    http = kinds.add_parser(
+        "http",
+        help="throughput and latency over HTTP at rising concurrency, against the engine alone",
+        description="Start `oberta serve` for --model on a free 127.0.0.1 port (or use a running loopback server, "
+        "--url), measure the engine alone in-process on the same texts, sweep the concurrency levels with a bounded "
+        "closed-loop load generator, and stop the server with SIGTERM. Text and token classification models.",
+    )
+    http.add_argument("--model", default="models/sentiment", help="model directory (default models/sentiment)")
+    http.add_argument("--url", help="a running server on loopback (default: start one for --model)")
+    http.add_argument("--name", help="served model name (default: the card's)")
+    http.add_argument("--engine", default="auto", choices=["auto", "deepsparse", "onnxruntime"],
+                      help="engine of the started server (default auto)")
+    http.add_argument("--threads", type=int, help="engine threads, server and engine alone (default: all cores)")
+    http.add_argument("--max-batch-size", type=int, default=16, help="started server's max_batch_size (16)")
+    http.add_argument("--max-wait-ms", type=float, default=5.0, help="started server's max_wait_ms (5)")
+    http.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client counts (1,4,16,64)")
+    http.add_argument("--requests-per-level", type=int, default=2000, help="most requests per level (2000)")
+    http.add_argument("--seconds-per-level", type=float, default=20.0, help="most seconds per level (20)")
+    http.add_argument("--inputs-per-request", type=int, default=1, help="texts per request (1)")
+    http.add_argument("--protocol", default="v1", choices=["v1", "v2"], help="API to call (v1)")
+    http.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds (30)")
+    http.add_argument("--engine-seconds", type=float, default=10.0, help="seconds measuring the engine alone (10)")
+    http.add_argument("--texts", help="file of texts, one per line (default: built-in review-like sentences)")
+    http.add_argument("--output", default="benchmarks/results", help="results directory")
+    http.add_argument("--stem", default="http", help="file name stem of the results (default http)")
+    http.set_defaults(handler=_run_bench_http)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,18 @@ Task = Literal["text-classification", "question-answering", "token-classificatio
 EngineName = Literal["deepsparse", "onnxruntime"]
 
 
+class QuestionAnsweringSettings(BaseModel):
+    """How a question-answering model reads long contexts and bounds its answers (in tokens)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a long context")
+    max_query_length: int = Field(default=64, ge=1, description="question tokens kept; longer questions are cut")
+    max_answer_length: int = Field(
+        default=30, ge=1, description="longest answer in tokens, unless a request sets max_answer_length"
+    )
+
+
 class ModelCard(BaseModel):
     """What a model directory holds and how it was built and measured."""
 
@@ -36,6 +48,9 @@ class ModelCard(BaseModel):
     sparsity: float | None = Field(default=None, description="measured sparsity of the encoder's Linear weights")
     metrics: dict[str, Any] = Field(default_factory=dict, description="measured quality and speed")
     build: dict[str, Any] = Field(default_factory=dict, description="command, data, recipe, base model")
+    question_answering: QuestionAnsweringSettings | None = Field(
+        default=None, description="question answering only: context windows and answer length"
+    )
     description: str = ""
 
 

@@ -9,10 +9,12 @@ A config file looks like::
         engine: auto                      # auto | deepsparse | onnxruntime
         max_batch_size: 16
         max_wait_ms: 5
+        max_queue_items: 256              # default: the server's max_queue_items
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from service.card import CARD_FILE, ModelCard, load_card
 
@@ -50,6 +52,73 @@ class Settings(BaseModel):
         description="engine threads per model unless an endpoint sets its own; default: every physical core "
         "(OBERTA_THREADS)",
     )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="largest request body; larger ones get 413 (OBERTA_MAX_BODY_BYTES)"
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest time an inference request may take from admission to answer; then 504 "
+        "(OBERTA_REQUEST_TIMEOUT_S)",
+    )
+    max_queue_items: int = Field(
+        default=256,
+        ge=1,
+        description="per model, most inputs admitted and not yet answered unless an endpoint sets its own; "
+        "a request that would exceed it is refused at once with overload_status (OBERTA_MAX_QUEUE_ITEMS)",
+    )
+    overload_status: int = Field(
+        default=503, description="status of requests refused by a full queue: 503 or 429 (OBERTA_OVERLOAD_STATUS)"
+    )
+    retry_after_s: int = Field(
+        default=1,
+        ge=0,
+        description="Retry-After seconds sent with overload and shutdown refusals (OBERTA_RETRY_AFTER_S)",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="when set (and not empty), inference and model routes need `Authorization: Bearer <key>` "
+        "(OBERTA_API_KEY)",
+    )
+    auth_health: bool = Field(
+        default=False, description="also require the key on health routes (OBERTA_AUTH_HEALTH)"
+    )
+    auth_metrics: bool = Field(default=False, description="also require the key on /metrics (OBERTA_AUTH_METRICS)")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed by CORS, comma-separated in the environment; empty: CORS off "
+        "(OBERTA_CORS_ORIGINS)",
+    )
+    shutdown_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="after SIGTERM, seconds during which the server still accepts connections but answers 503 to "
+        "readiness and inference, so load balancers stop routing to it (OBERTA_SHUTDOWN_DELAY_S)",
+    )
+
+    @field_validator("overload_status", mode="before")
+    @classmethod
+    def _overload_status(cls, value: object) -> int:
+        if str(value).strip() not in ("429", "503"):
+            raise ValueError("overload_status must be 429 or 503")
+        return int(str(value))
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def shutdown_timeout_s(self) -> int:
+        """How long shutdown waits for requests in flight: their timeout plus a margin, in whole seconds."""
+        return math.ceil(self.request_timeout_s) + 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -83,6 +152,13 @@ class EndpointConfig(BaseModel):
     )
     max_inputs_per_request: int = Field(
         default=64, ge=1, description="most inputs in one request; more are refused with 413"
+    )
+    max_queue_items: int | None = Field(
+        default=None,
+        ge=1,
+        description="most inputs admitted and not yet answered (tokenizing, waiting for a batch, in the engine); "
+        "a request that would exceed it is refused at once with 503 or 429 and Retry-After; "
+        "default: the server's max_queue_items",
     )
     truncation: Truncation = Field(
         default="truncate",
@@ -161,6 +237,21 @@ def resolve_endpoints(settings: Settings) -> list[Endpoint]:
             raise ValueError(f"model name {name!r} of {model_dir} must be letters, digits, '.', '_' or '-'")
         if name in endpoints:
             raise ValueError(f"two endpoints are named {name!r} ({endpoints[name].model_dir} and {model_dir})")
-        config = config.model_copy(update={"name": name, "model_dir": model_dir})
+        check_model_files(name, model_dir, card)
+        queue = config.max_queue_items or settings.max_queue_items
+        if queue < config.max_inputs_per_request:
+            raise ValueError(
+                f"model {name!r}: max_queue_items {queue} is below max_inputs_per_request "
+                f"{config.max_inputs_per_request}, so the largest requests could never be admitted"
+            )
+        config = config.model_copy(update={"name": name, "model_dir": model_dir, "max_queue_items": queue})
         endpoints[name] = Endpoint(name=name, model_dir=model_dir, card=card, config=config)
     return list(endpoints.values())
+
+
+def check_model_files(name: str, model_dir: Path, card: ModelCard) -> None:
+    """Refuse to start when a file the card names is missing (a corrupt file is found when the model loads)."""
+    named = {f"{engine} model": file for engine, file in card.files.items()} | {"tokenizer": card.tokenizer}
+    for role, file in named.items():
+        if not (model_dir / file).is_file():
+            raise FileNotFoundError(f"model {name!r}: the {role} file {model_dir / file} named in its card is missing")

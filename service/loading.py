@@ -26,11 +26,10 @@ def engine_options(endpoint: Endpoint, settings: Settings) -> EngineOptions:
 
 
 def warm_up(task: Task, engine: Engine) -> None:
-    """Run the task's example inputs through preprocess, engine and postprocess once."""
+    """Run the task's example inputs through preprocess, engine and answers once."""
     items = task.preprocess(task.example_inputs())
     outputs = engine.run(task.collate(items))
-    for row, item in enumerate(items):
-        task.postprocess(item, [output[row] for output in outputs], PredictOptions(top_k=1))
+    task.answers(items, [[output[row] for output in outputs] for row in range(len(items))], PredictOptions(top_k=1))
 
 
 def load_model(endpoint: Endpoint, settings: Settings, engine_factory: EngineFactory) -> tuple[Engine, Task]:

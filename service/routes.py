@@ -1,24 +1,36 @@
-"""HTTP routes: model list, prediction, health and metrics."""
+"""HTTP routes of the v1 API: model list, prediction, health and metrics."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.batching import BatchError
+from service.auth import require_health_key, require_key, require_metrics_key
+from service.inference import predict as run_predict
+from service.inference import serving_slot
 from service.metrics import UNKNOWN_MODEL
 from service.schemas import HealthResponse, ModelInfo, ModelsResponse, PredictRequest, PredictResponse
 from service.state import ModelSlot, ServiceState
 from service.tasks import InputError, PredictOptions
+
+INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "the server has an API key and the request did not send it (Authorization: Bearer)"},
+    404: {"description": "no model of that name is served"},
+    413: {"description": "body larger than max_body_bytes, or more inputs than the model's max_inputs_per_request"},
+    429: {"description": "the model's queue is full (when overload_status is 429); see Retry-After"},
+    500: {"description": "the engine failed on the batch holding this request"},
+    503: {"description": "the model is loading or failed to load, its queue is full, or the server is shutting down"},
+    504: {"description": "no answer within request_timeout_s"},
+}
 
 
 def _state(request: Request) -> ServiceState:
@@ -59,8 +71,10 @@ class MeteredRoute(APIRoute):
         return metered
 
 
-router = APIRouter()
-predict_router = APIRouter(route_class=MeteredRoute)
+models_router = APIRouter(dependencies=[Depends(require_key)])
+predict_router = APIRouter(route_class=MeteredRoute, dependencies=[Depends(require_key)])
+health_router = APIRouter(dependencies=[Depends(require_health_key)])
+metrics_router = APIRouter(dependencies=[Depends(require_metrics_key)])
 
 
 def _model_info(slot: ModelSlot) -> ModelInfo:
@@ -77,6 +91,7 @@ def _model_info(slot: ModelSlot) -> ModelInfo:
         truncation=config.truncation,
         max_batch_size=config.max_batch_size,
         max_inputs_per_request=config.max_inputs_per_request,
+        max_queue_items=slot.admission.capacity,
         architecture=card.architecture,
         precision=card.precision,
         sparsity=card.sparsity,
@@ -85,10 +100,16 @@ def _model_info(slot: ModelSlot) -> ModelInfo:
     )
 
 
-@router.get("/v1/models", response_model=ModelsResponse, tags=["models"])
+@models_router.get("/v1/models", response_model=ModelsResponse, tags=["models"])
 async def list_models(request: Request) -> ModelsResponse:
     """Every served model with its task, labels, engine and card facts."""
     return ModelsResponse(models=[_model_info(slot) for slot in _state(request).slots.values()])
+
+
+def predict_options(body: PredictRequest) -> PredictOptions:
+    """The request's postprocessing options: its fields named like PredictOptions fields."""
+    names = [field.name for field in dataclasses.fields(PredictOptions)]
+    return PredictOptions(**{name: getattr(body, name) for name in names if hasattr(body, name)})
 
 
 @predict_router.post(
@@ -97,67 +118,46 @@ async def list_models(request: Request) -> ModelsResponse:
     response_model_exclude_none=True,
     tags=["models"],
     responses={
-        404: {"description": "no model of that name is served"},
-        413: {"description": "more inputs than the model's max_inputs_per_request"},
+        **INFERENCE_ERRORS,
         422: {"description": "malformed body, empty text, or (under reject) a text longer than max_length"},
-        500: {"description": "the engine failed on the batch holding this request"},
-        503: {"description": "the model is not loaded yet, or failed to load"},
     },
 )
 async def predict(name: str, body: PredictRequest, request: Request) -> PredictResponse:
     """Predict on each input; inputs of concurrent requests are batched together."""
-    slot = _state(request).slots.get(name)
-    if slot is None:
-        raise HTTPException(404, f"model {name!r} is not served; GET /v1/models lists the served models")
-    if slot.task is None or slot.batcher is None:
-        reason = f"failed to load ({slot.error})" if slot.status == "failed" else f"is {slot.status}"
-        raise HTTPException(503, f"model {name!r} {reason}")
-    config = slot.endpoint.config
-    if len(body.inputs) > config.max_inputs_per_request:
-        raise HTTPException(
-            413, f"{len(body.inputs)} inputs; model {name!r} takes at most {config.max_inputs_per_request} per request"
-        )
-    task, metrics = slot.task, slot.metrics
-    start = time.perf_counter()
+    state = _state(request)
+    slot = serving_slot(state, name)
     try:
-        items = await run_in_threadpool(task.preprocess, body.inputs)
+        answers = await run_predict(state, slot, body.inputs, predict_options(body))
     except InputError as exc:
         raise HTTPException(422, str(exc)) from exc
-    metrics.observe_stage("tokenize", time.perf_counter() - start)
-    try:
-        outputs = await slot.batcher.submit(items)
-    except BatchError as exc:
-        raise HTTPException(500, str(exc)) from exc
-    start = time.perf_counter()
-    options = PredictOptions(top_k=body.top_k)
-    answers = [task.postprocess(item, item_outputs, options) for item, item_outputs in zip(items, outputs, strict=True)]
-    metrics.observe_stage("postprocess", time.perf_counter() - start)
     return PredictResponse.model_validate({"model": name, "outputs": answers})
 
 
-@router.get("/health/live", response_model=HealthResponse, tags=["health"])
+@health_router.get("/health/live", response_model=HealthResponse, tags=["health"])
 async def live() -> HealthResponse:
     """200 while the process serves HTTP."""
     return HealthResponse(status="alive")
 
 
-@router.get(
+@health_router.get(
     "/health/ready",
     response_model=HealthResponse,
     tags=["health"],
-    responses={503: {"model": HealthResponse, "description": "a model is loading or failed to load"}},
+    responses={
+        503: {"model": HealthResponse, "description": "a model is loading or failed to load, or the server is draining"}
+    },
 )
 async def ready(request: Request) -> JSONResponse:
-    """200 once every model is loaded and warmed up, else 503."""
+    """200 once every model is loaded and warmed up, else 503 (also from SIGTERM on, while the server drains)."""
     state = _state(request)
     statuses: dict[str, str] = {name: slot.status for name, slot in state.slots.items()}
     if state.ready:
         return JSONResponse(HealthResponse(status="ready", models=statuses).model_dump())
-    overall = "failed" if "failed" in statuses.values() else "loading"
+    overall = "draining" if state.draining else "failed" if "failed" in statuses.values() else "loading"
     return JSONResponse(HealthResponse(status=overall, models=statuses).model_dump(), status_code=503)
 
 
-@router.get("/metrics", tags=["health"], response_class=Response)
+@metrics_router.get("/metrics", tags=["health"], response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics in the text exposition format."""
     return Response(_state(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -10,6 +10,7 @@ from typing import Literal
 from service.batching import Batcher
 from service.config import Endpoint, Settings
 from service.engines import Engine, EngineFactory
+from service.limits import Admission
 from service.loading import load_model
 from service.metrics import Metrics, ModelMetrics
 from service.tasks import Task
@@ -25,6 +26,7 @@ class ModelSlot:
 
     endpoint: Endpoint
     metrics: ModelMetrics
+    admission: Admission
     status: LoadStatus = "loading"
     error: str | None = None
     engine: Engine | None = None
@@ -40,13 +42,23 @@ class ServiceState:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.slots = {endpoint.name: ModelSlot(endpoint, metrics.model(endpoint.name)) for endpoint in endpoints}
+        self.slots = {endpoint.name: self._slot(endpoint) for endpoint in endpoints}
+        self.draining = False
         self._engine_factory = engine_factory
+
+    def _slot(self, endpoint: Endpoint) -> ModelSlot:
+        capacity = endpoint.config.max_queue_items or self.settings.max_queue_items
+        admission = Admission(endpoint.name, capacity, self.settings.overload_status, self.settings.retry_after_s)
+        return ModelSlot(endpoint, self.metrics.model(endpoint.name), admission)
 
     @property
     def ready(self) -> bool:
-        """True once every model is loaded and warmed up."""
-        return all(slot.status == "ready" for slot in self.slots.values())
+        """True once every model is loaded and warmed up, until shutdown begins."""
+        return not self.draining and all(slot.status == "ready" for slot in self.slots.values())
+
+    def drain(self) -> None:
+        """Begin shutdown: readiness turns false and new inference requests are refused with 503."""
+        self.draining = True
 
     async def load_all(self) -> None:
         """Load, warm up and start every model in turn; a model that fails is marked failed and logged."""
@@ -55,8 +67,8 @@ class ServiceState:
             try:
                 engine, task = await asyncio.to_thread(load_model, endpoint, self.settings, self._engine_factory)
             except Exception as exc:
-                logger.exception("model %s: loading failed", endpoint.name)
                 slot.status, slot.error = "failed", f"{type(exc).__name__}: {exc}"
+                logger.error("model %s failed to load and is not served: %s", endpoint.name, slot.error, exc_info=True)
                 continue
             batcher = Batcher(
                 endpoint.name,

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertConfig,
+    BertForQuestionAnswering,
     BertForSequenceClassification,
+    BertForTokenClassification,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
     RobertaConfig,
+    RobertaForQuestionAnswering,
     RobertaForSequenceClassification,
+    RobertaForTokenClassification,
 )
 
 WORDS = (
@@ -19,6 +24,12 @@ WORDS = (
     "no", "point", "at", "all", "good", "bad", "great", "awful", "the", "of", "to", "in", "was", "not",
     "very", "fun", "boring", "plot", "acting", "story", "love", "hate", "john", "paris", "london", "google",
 )
+SUBWORDS = (  # a WordPiece vocabulary: "versailles" is vers ##ail ##les, "smithson" is smith ##son, ...
+    "the", "king", "of", "france", "louis", "lived", "in", "vers", "##ail", "##les", "near", "paris", "who", "where",
+    "did", "live", "what", "is", "a", "palace", "built", "by", "john", "smith", "##son", "works", "at", "goo", "##gle",
+    "new", "york", "and", "london", "visited", "u", "s", "?", ".", ",", "'", "-",
+)
+NER_TAGS = ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER")
 
 
 def tiny_tokenizer(arch: str = "bert") -> PreTrainedTokenizerFast:
@@ -54,13 +65,24 @@ def tiny_tokenizer(arch: str = "bert") -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_classifier(arch: str = "bert", num_labels: int = 2, seed: int = 0) -> PreTrainedModel:
-    """A randomly initialised 2-layer, 32-wide sequence classifier (eager attention, exportable)."""
-    import torch
+def tiny_subword_tokenizer() -> PreTrainedTokenizerFast:
+    """A lower-casing WordPiece fast tokenizer with BERT framing that splits some words into sub-tokens."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {token: i for i, token in enumerate(specials + list(SUBWORDS))}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
+        mask_token="[MASK]", model_input_names=["input_ids", "attention_mask", "token_type_ids"],
+    )
 
-    torch.manual_seed(seed)
-    vocab_size = len(tiny_tokenizer(arch).get_vocab())
-    labels = {i: f"label_{i}" for i in range(num_labels)}
+
+def _config(arch: str, vocab_size: int, **extra: object) -> PretrainedConfig:
+    """A 2-layer, 32-wide BERT or RoBERTa configuration with eager attention (exportable)."""
     common = dict(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -68,17 +90,50 @@ def tiny_classifier(arch: str = "bert", num_labels: int = 2, seed: int = 0) -> P
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=80,
-        num_labels=num_labels,
-        id2label=labels,
-        label2id={v: k for k, v in labels.items()},
         attn_implementation="eager",
+        **extra,
     )
     if arch == "bert":
-        return BertForSequenceClassification(BertConfig(**common)).eval()
+        return BertConfig(**common)
     if arch == "roberta":
-        config = RobertaConfig(**common, pad_token_id=0, bos_token_id=2, eos_token_id=3, type_vocab_size=1)
-        return RobertaForSequenceClassification(config).eval()
+        return RobertaConfig(**common, pad_token_id=0, bos_token_id=2, eos_token_id=3, type_vocab_size=1)
     raise ValueError(f"unknown architecture {arch!r}")
+
+
+def _labelled(labels: list[str]) -> dict[str, object]:
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+def tiny_classifier(arch: str = "bert", num_labels: int = 2, seed: int = 0) -> PreTrainedModel:
+    """A randomly initialised 2-layer, 32-wide sequence classifier (eager attention, exportable)."""
+    import torch
+
+    torch.manual_seed(seed)
+    labels = [f"label_{i}" for i in range(num_labels)]
+    config = _config(arch, len(tiny_tokenizer(arch).get_vocab()), **_labelled(labels))
+    model = BertForSequenceClassification(config) if arch == "bert" else RobertaForSequenceClassification(config)
+    return model.eval()
+
+
+def tiny_question_answering(arch: str = "bert", vocab_size: int | None = None, seed: int = 0) -> PreTrainedModel:
+    """A randomly initialised tiny span-prediction model (start and end logits)."""
+    import torch
+
+    torch.manual_seed(seed)
+    config = _config(arch, vocab_size or len(tiny_tokenizer(arch).get_vocab()))
+    return (BertForQuestionAnswering(config) if arch == "bert" else RobertaForQuestionAnswering(config)).eval()
+
+
+def tiny_token_classifier(
+    arch: str = "bert", tags: tuple[str, ...] = NER_TAGS, vocab_size: int | None = None, seed: int = 0
+) -> PreTrainedModel:
+    """A randomly initialised tiny per-token classifier over IOB2 tags."""
+    import torch
+
+    torch.manual_seed(seed)
+    config = _config(arch, vocab_size or len(tiny_tokenizer(arch).get_vocab()), **_labelled(list(tags)))
+    return (BertForTokenClassification(config) if arch == "bert" else RobertaForTokenClassification(config)).eval()
 
 
 def make_tiny_model_dir(tmp_path: Path, arch: str = "bert", num_labels: int = 2, name: str = "tiny") -> Path:
@@ -87,4 +142,40 @@ def make_tiny_model_dir(tmp_path: Path, arch: str = "bert", num_labels: int = 2,
 
     output = Path(tmp_path) / name
     export_model_dir(tiny_classifier(arch, num_labels), tiny_tokenizer(arch), output, name=name, max_length=64)
+    return output
+
+
+def make_tiny_question_answering_dir(tmp_path: Path, name: str = "tiny-qa", max_length: int = 32) -> Path:
+    """A served question-answering directory: a tiny random BERT over the sub-word tokenizer, short windows."""
+    from compression.export import export_model_dir
+    from service.card import QuestionAnsweringSettings
+
+    tokenizer = tiny_subword_tokenizer()
+    model = tiny_question_answering(vocab_size=len(tokenizer.get_vocab()))
+    settings = QuestionAnsweringSettings(doc_stride=4, max_query_length=8, max_answer_length=5)
+    output = Path(tmp_path) / name
+    export_model_dir(model, tokenizer, output, name=name, max_length=max_length, task="question-answering",
+                     question_answering=settings)
+    return output
+
+
+def make_tiny_token_classifier_dir(
+    tmp_path: Path, name: str = "tiny-ner", bias: dict[str, float] | None = None
+) -> Path:
+    """A served token-classification directory: a tiny random BERT over the sub-word tokenizer.
+
+    `bias` makes the head constant: zero weights and these biases per tag, so every token gets the same tags' scores.
+    """
+    import torch
+
+    from compression.export import export_model_dir
+
+    tokenizer = tiny_subword_tokenizer()
+    model = tiny_token_classifier(vocab_size=len(tokenizer.get_vocab()))
+    if bias is not None:
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.bias.copy_(torch.tensor([bias.get(tag, 0.0) for tag in NER_TAGS]))
+    output = Path(tmp_path) / name
+    export_model_dir(model, tokenizer, output, name=name, max_length=64, task="token-classification")
     return output

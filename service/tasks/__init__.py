@@ -6,9 +6,11 @@ from collections.abc import Callable, Sequence
 
 from tokenizers import Tokenizer
 
-from service.card import ModelCard
+from service.card import ModelCard, QuestionAnsweringSettings
 from service.tasks.base import InputError, PredictOptions, Task
+from service.tasks.question_answering import QuestionAnswering
 from service.tasks.text_classification import TextClassification
+from service.tasks.token_classification import TokenClassification
 
 TaskBuilder = Callable[[ModelCard, Tokenizer, int, Sequence[str]], Task]
 
@@ -17,7 +19,20 @@ def _text_classification(card: ModelCard, tokenizer: Tokenizer, pad_id: int, inp
     return TextClassification(tokenizer, pad_id, card.labels, input_names, card.max_length)
 
 
-TASKS: dict[str, TaskBuilder] = {"text-classification": _text_classification}
+def _question_answering(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
+    settings = card.question_answering or QuestionAnsweringSettings()
+    return QuestionAnswering(tokenizer, pad_id, input_names, card.max_length, settings)
+
+
+def _token_classification(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
+    return TokenClassification(tokenizer, pad_id, card.labels, input_names, card.max_length)
+
+
+TASKS: dict[str, TaskBuilder] = {
+    "text-classification": _text_classification,
+    "question-answering": _question_answering,
+    "token-classification": _token_classification,
+}
 
 
 def build_task(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:

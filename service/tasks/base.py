@@ -1,4 +1,4 @@
-"""The task interface: preprocess (validate + tokenize) -> collate (pad a batch) -> engine -> postprocess."""
+"""The task interface: preprocess (validate + tokenize) -> collate (pad a batch) -> engine -> answers."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ class PredictOptions:
     """Per-request options for postprocessing."""
 
     top_k: int | None = None
+    max_answer_length: int | None = None  # question answering: longest answer in tokens (default: the card's)
 
 
 class Task(Protocol):
     """Turns request inputs into engine batches and engine outputs into answers.
 
-    Items are task-defined (a tokenized input plus whatever postprocessing needs); the batcher may put the items of
-    several requests into one batch.
+    Items are task-defined (a tokenized input plus whatever postprocessing needs), one per engine row; the batcher may
+    put the items of several requests into one batch. Most tasks make one item per input; question answering makes
+    one per window of a long context and merges them back in `answers`.
     """
 
     name: str
@@ -37,8 +39,10 @@ class Task(Protocol):
         """Pad items to the longest into int64 arrays keyed by engine input name."""
         ...
 
-    def postprocess(self, item: Any, outputs: Sequence[np.ndarray], options: PredictOptions) -> dict[str, Any]:
-        """The answer for one item from its rows of the engine outputs."""
+    def answers(
+        self, items: Sequence[Any], outputs: Sequence[Sequence[np.ndarray]], options: PredictOptions
+    ) -> list[dict[str, Any]]:
+        """One answer per request input, in order, from the items of one request and each item's engine rows."""
         ...
 
     def example_inputs(self) -> list[object]:

@@ -70,6 +70,12 @@ class TextClassification:
             ]
         return answer
 
+    def answers(
+        self, items: Sequence[Encoding], outputs: Sequence[Sequence[np.ndarray]], options: PredictOptions
+    ) -> list[dict[str, Any]]:
+        """One answer per item (each input is one item)."""
+        return [self.postprocess(item, rows, options) for item, rows in zip(items, outputs, strict=True)]
+
     def example_inputs(self) -> list[object]:
         """A single text and a pair."""
         return ["oberta warm-up", ["oberta warm-up", "second text"]]

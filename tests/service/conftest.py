@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+import uvicorn
 import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -37,13 +41,19 @@ def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class RecordingEngine:
-    """Wraps a real engine, records the batch size of every call and can be told to fail the next one."""
+    """Wraps a real engine, records the batch size of every call, can be told to fail the next one, and can be held.
+
+    While `gate` is cleared, calls wait for it (at most 30 s); every call takes at least `delay_s`.
+    """
 
     def __init__(self, inner: Engine) -> None:
         self.inner = inner
         self.name = inner.name
         self.calls: list[int] = []
         self.fail_next = False
+        self.gate = threading.Event()
+        self.gate.set()
+        self.delay_s = 0.0
 
     @property
     def input_names(self) -> list[str]:
@@ -51,6 +61,8 @@ class RecordingEngine:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         self.calls.append(len(next(iter(inputs.values()))))
+        assert self.gate.wait(timeout=30)
+        time.sleep(self.delay_s)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("injected engine failure")
@@ -78,10 +90,12 @@ def write_config(path: Path, endpoints: list[dict[str, Any]]) -> Path:
     return path
 
 
-def make_app(tmp_path: Path, endpoints: list[dict[str, Any]], factory: EngineFactory = load_engine) -> FastAPI:
-    """An app over a config file written to tmp_path, loading engines with `factory`."""
-    settings = Settings(config=write_config(tmp_path / "serve.yaml", endpoints), threads=1)
-    return create_app(settings, engine_factory=factory)
+def make_app(
+    tmp_path: Path, endpoints: list[dict[str, Any]], factory: EngineFactory = load_engine, **settings: Any
+) -> FastAPI:
+    """An app over a config file written to tmp_path, loading engines with `factory`; keywords are Settings fields."""
+    config = write_config(tmp_path / "serve.yaml", endpoints)
+    return create_app(Settings(config=config, threads=1, **settings), engine_factory=factory)
 
 
 def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
@@ -90,3 +104,24 @@ def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
     while client.get("/health/ready").status_code != 200:
         assert time.monotonic() < deadline, client.get("/health/ready").json()
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free 127.0.0.1 port in a thread; yields its base URL once every model is ready."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="oberta-test-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        while httpx.get(f"{url}/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, httpx.get(f"{url}/health/ready").json()
+            time.sleep(0.02)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

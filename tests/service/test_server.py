@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -72,5 +71,5 @@ def test_serve_runs_uvicorn_until_terminated(bert_dir: Path) -> None:
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0].decode()
-    assert server.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal after shutting down
+    assert server.returncode == 0, output
     assert "Application shutdown complete" in output

@@ -1,0 +1,241 @@
+"""`oberta bench http`: throughput and latency of a served model over HTTP, against the engine alone.
+
+By default the benchmark starts `oberta serve` for the model on a free 127.0.0.1 port, measures the engine alone
+in-process (same engine, threads and batch size as the server, same texts), sweeps the concurrency levels with a
+bounded closed-loop load generator (benchmarks/http_load.py), and stops the server with SIGTERM. With --url it
+targets a running server instead, which must be on loopback. Text-classification and token-classification models are
+supported (the load is texts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import yaml
+
+from benchmarks.http_load import Protocol, inference_path, post_requests, request_bodies, sweep
+from benchmarks.report import machine
+from service.card import load_card
+from service.config import Endpoint, EndpointConfig, Settings
+from service.engines import load_engine
+from service.loading import load_model
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SUBJECTS = ("the film", "this movie", "the plot", "the acting", "the soundtrack", "the director's latest work",
+            "every scene", "the second half", "the lead actress", "the script")
+VERDICTS = ("is a gorgeous, witty and seductive ride", "drags on without any point at all", "feels fresh and alive",
+            "is dull, lifeless and far too long", "made me laugh more than once", "never quite finds its rhythm",
+            "is one of the best of the year", "wastes a talented cast", "is worth seeing twice", "left me cold")
+LINKS = ("and", "but", "while", "although", "because")
+
+
+@dataclass(frozen=True)
+class HttpBenchConfig:
+    """What to measure and how hard to push."""
+
+    model_dir: Path
+    url: str | None = None  # a running server on loopback; default: start one
+    name: str | None = None  # served model name; default: the card's
+    engine: str = "auto"
+    threads: int | None = None
+    max_batch_size: int = 16
+    max_wait_ms: float = 5.0
+    concurrency: tuple[int, ...] = (1, 4, 16, 64)
+    requests_per_level: int = 2000
+    seconds_per_level: float = 20.0
+    inputs_per_request: int = 1
+    protocol: Protocol = "v1"
+    timeout_s: float = 30.0
+    engine_seconds: float = 10.0
+    texts: tuple[str, ...] = field(default_factory=tuple)  # default: sample_texts()
+    api_key: str | None = None
+    command: str = ""
+
+
+def sample_texts(count: int = 256, seed: int = 0) -> list[str]:
+    """Review-like sentences of one to three clauses (about 8 to 35 tokens), the same for every run."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        clauses = [f"{rng.choice(SUBJECTS)} {rng.choice(VERDICTS)}" for _ in range(rng.randint(1, 3))]
+        texts.append(" ".join(f"{clause} {rng.choice(LINKS)}" for clause in clauses[:-1]) + f" {clauses[-1]}.")
+    return [text.strip().capitalize() for text in texts]
+
+
+def check_loopback(url: str) -> str:
+    """`url` without a trailing slash; ValueError unless it points at this machine's loopback interface."""
+    if urlsplit(url).hostname not in LOOPBACK:
+        raise ValueError(f"the HTTP benchmark only targets servers on loopback ({', '.join(LOOPBACK)}), not {url}")
+    return url.rstrip("/")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def started_server(config: HttpBenchConfig, workdir: Path, exit_codes: list[int]) -> Iterator[str]:
+    """`oberta serve` for the model on a free loopback port until the block ends; appends its exit code."""
+    endpoint = {"model_dir": str(config.model_dir.resolve()), "engine": config.engine,
+                "max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms}
+    if config.name:
+        endpoint["name"] = config.name
+    serve_config = workdir / "serve.yaml"
+    serve_config.write_text(yaml.safe_dump({"endpoints": [endpoint]}))
+    port = _free_port()
+    env = {**os.environ, "NM_DISABLE_ANALYTICS": "1"}
+    if config.threads:
+        env["OBERTA_THREADS"] = str(config.threads)
+    command = [sys.executable, "-m", "oberta.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--config", str(serve_config)]
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while not _ready(url, config.api_key):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready; its log:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            exit_codes.append(server.wait(timeout=60))
+        except subprocess.TimeoutExpired:
+            server.kill()
+            exit_codes.append(server.wait())
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _ready(url: str, api_key: str | None) -> bool:
+    try:
+        return httpx.get(f"{url}/health/ready", headers=_headers(api_key), timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def served_model(url: str, name: str, api_key: str | None) -> dict[str, Any]:
+    """The model's entry in the server's GET /v1/models."""
+    response = httpx.get(f"{url}/v1/models", headers=_headers(api_key), timeout=30)
+    response.raise_for_status()
+    for model in response.json()["models"]:
+        if model["name"] == name:
+            info: dict[str, Any] = model
+            return info
+    raise ValueError(f"the server at {url} does not serve a model named {name!r}")
+
+
+def engine_items_per_second(
+    model_dir: Path, engine: str, threads: int | None, batch_size: int, texts: Sequence[str], seconds: float
+) -> float:
+    """Items/s of the engine alone on full batches of `texts`, tokenized and padded as the server does."""
+    card = load_card(model_dir)
+    config = EndpointConfig(model_dir=model_dir, engine=engine, max_batch_size=batch_size)  # type: ignore[arg-type]
+    endpoint = Endpoint(card.name, model_dir, card, config)
+    loaded, task = load_model(endpoint, Settings(threads=threads), load_engine)
+    items = task.preprocess(list(texts))
+    batches = [task.collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
+    batches = [batch for batch in batches if len(next(iter(batch.values()))) == batch_size] or batches
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or done == 0:
+        for batch in batches:
+            loaded.run(batch)
+            done += len(next(iter(batch.values())))
+    return done / (time.perf_counter() - start)
+
+
+def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Sweep the concurrency levels; returns one summary per level and the run's metadata (machine included)."""
+    card = load_card(config.model_dir)
+    if card.task == "question-answering":
+        raise ValueError("the HTTP benchmark sends texts; question-answering models take question/context pairs")
+    name = config.name or card.name
+    texts = list(config.texts) or sample_texts()
+    exit_codes: list[int] = []
+    with contextlib.ExitStack() as stack:
+        if config.url:
+            url = check_loopback(config.url)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oberta-bench-http-")))
+            url = stack.enter_context(started_server(config, workdir, exit_codes))
+        model = served_model(url, name, config.api_key)
+        engine_rate = engine_items_per_second(
+            config.model_dir, model["engine"], config.threads, model["max_batch_size"], texts, config.engine_seconds
+        )
+        bodies = request_bodies(texts, config.inputs_per_request, config.protocol)
+        requests = post_requests(url, inference_path(name, config.protocol), bodies, _headers(config.api_key))
+        levels = asyncio.run(sweep(url, requests, config.concurrency, config.requests_per_level,
+                                   config.seconds_per_level, config.timeout_s))
+    results = []
+    for level in levels:
+        summary = level.summary(config.inputs_per_request)
+        summary["served_over_engine"] = summary["items_per_second"] / engine_rate
+        results.append(summary)
+    meta = {
+        "title": "http",
+        "command": config.command,
+        "machine": machine(),
+        "model": str(config.model_dir),
+        "name": name,
+        "engine": model["engine"],
+        "engine_info": model["engine_info"],
+        "max_batch_size": model["max_batch_size"],
+        "max_wait_ms": config.max_wait_ms if not config.url else "as served",
+        "protocol": config.protocol,
+        "inputs_per_request": config.inputs_per_request,
+        "texts": len(texts),
+        "requests_per_level": config.requests_per_level,
+        "seconds_per_level": config.seconds_per_level,
+        "engine_items_per_second": engine_rate,
+        "server_exit_code": exit_codes[0] if exit_codes else None,
+    }
+    return results, meta
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`oberta bench http` with the arguments oberta/cli.py parses: run, write the reports, print a summary."""
+    from benchmarks.http_report import write_reports
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per readiness poll
+    texts = tuple(line for line in Path(args.texts).read_text().splitlines() if line.strip()) if args.texts else ()
+    config = HttpBenchConfig(
+        model_dir=Path(args.model), url=args.url, name=args.name, engine=args.engine, threads=args.threads,
+        max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+        concurrency=tuple(int(c) for c in args.concurrency.split(",")), requests_per_level=args.requests_per_level,
+        seconds_per_level=args.seconds_per_level, inputs_per_request=args.inputs_per_request, protocol=args.protocol,
+        timeout_s=args.timeout, engine_seconds=args.engine_seconds, texts=texts,
+        api_key=os.environ.get("OBERTA_API_KEY"), command="oberta " + shlex.join(sys.argv[1:]),
+    )
+    results, meta = run_http_benchmark(config)
+    for path in write_reports(results, meta, Path(args.output), args.stem):
+        print(f"wrote {path}")
+    for r in results:
+        print(f"concurrency {r['concurrency']}: {r['items_per_second']:.1f} items/s, p50 {r['p50_ms']:.1f} ms, "
+              f"p99 {r['p99_ms']:.1f} ms, errors {r['errors'] or 'none'}, served/engine {r['served_over_engine']:.2f}")
+    return 0

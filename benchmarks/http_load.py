@@ -1,0 +1,154 @@
+"""A bounded closed-loop HTTP load generator: at each concurrency level, that many clients send one request at a time.
+
+Each client holds one keep-alive HTTP/1.1 connection and sends pre-encoded requests over asyncio streams: a general
+HTTP client costs far more CPU per request and, sharing the machine with the server, would be measured instead of it.
+A level ends when its request budget or its time budget is spent; every request has a timeout, so a level lasts at
+most its time budget plus one timeout, whatever the server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+
+Protocol = Literal["v1", "v2"]
+
+
+@dataclass(frozen=True)
+class Level:
+    """What one concurrency level measured."""
+
+    concurrency: int
+    seconds: float
+    latencies: list[float]  # of the successful requests
+    statuses: Counter[str]  # HTTP status, or the name of the error that left none
+
+    def summary(self, inputs_per_request: int) -> dict[str, Any]:
+        """Requests, throughput, latency percentiles and errors by status."""
+        ok = len(self.latencies)
+        percentiles = np.percentile(self.latencies, [50, 95, 99]) * 1000 if ok else [float("nan")] * 3
+        return {
+            "concurrency": self.concurrency,
+            "requests": sum(self.statuses.values()),
+            "ok": ok,
+            "seconds": self.seconds,
+            "requests_per_second": ok / self.seconds,
+            "items_per_second": ok * inputs_per_request / self.seconds,
+            "p50_ms": float(percentiles[0]),
+            "p95_ms": float(percentiles[1]),
+            "p99_ms": float(percentiles[2]),
+            "errors": {status: count for status, count in sorted(self.statuses.items()) if status != "200"},
+        }
+
+
+def request_bodies(texts: Sequence[str], inputs_per_request: int, protocol: Protocol) -> list[bytes]:
+    """Encoded request bodies cycling through `texts`, `inputs_per_request` texts each."""
+    bodies = []
+    for start in range(0, len(texts), inputs_per_request):
+        chunk = [texts[(start + offset) % len(texts)] for offset in range(inputs_per_request)]
+        if protocol == "v1":
+            body: dict[str, Any] = {"inputs": chunk}
+        else:
+            body = {"inputs": [{"name": "text", "shape": [len(chunk)], "datatype": "BYTES", "data": chunk}]}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+def inference_path(model: str, protocol: Protocol) -> str:
+    """The model's inference route in `protocol`."""
+    return f"/v1/models/{model}/predict" if protocol == "v1" else f"/v2/models/{model}/infer"
+
+
+def post_requests(url: str, path: str, bodies: Sequence[bytes], headers: dict[str, str]) -> list[bytes]:
+    """Complete HTTP/1.1 POST requests of each body, ready to write to a connection."""
+    host = urlsplit(url).netloc
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return [
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"{extra}\r\n".encode("latin-1") + body
+        for body in bodies
+    ]
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, opened on first use and again after the server closes it."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def send(self, request: bytes) -> int:
+        """Send one request and read its whole response; returns the status."""
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self._host, self._port)
+        reader, writer = self._streams
+        writer.write(request)
+        await writer.drain()
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split(" ", 2)[1])
+        fields = dict(line.split(":", 1) for line in head[1:] if ":" in line)
+        headers = {name.strip().lower(): value.strip().lower() for name, value in fields.items()}
+        await reader.readexactly(int(headers["content-length"]))
+        if headers.get("connection") == "close":
+            self.close()
+        return status
+
+    def close(self) -> None:
+        """Drop the connection (the next request opens a new one)."""
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
+
+
+async def run_level(
+    url: str, requests: Sequence[bytes], concurrency: int, max_requests: int, seconds: float, timeout_s: float
+) -> Level:
+    """Run `concurrency` clients until `max_requests` are sent or `seconds` have passed."""
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    sent = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def client() -> None:
+        nonlocal sent
+        connection = Connection(url)
+        while sent < max_requests and time.perf_counter() < deadline:
+            request = requests[sent % len(requests)]
+            sent += 1
+            began = time.perf_counter()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    status = str(await connection.send(request))
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, KeyError,
+                    ValueError) as exc:
+                status = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                connection.close()
+            statuses[status] += 1
+            if status == "200":
+                latencies.append(time.perf_counter() - began)
+        connection.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Level(concurrency, time.perf_counter() - start, latencies, statuses)
+
+
+async def sweep(
+    url: str, requests: Sequence[bytes], concurrencies: Sequence[int], max_requests: int, seconds: float,
+    timeout_s: float,
+) -> list[Level]:
+    """Every concurrency level in turn, each after a warm-up of one request per client."""
+    levels = []
+    for concurrency in concurrencies:
+        await run_level(url, requests, concurrency, concurrency, seconds, timeout_s)
+        levels.append(await run_level(url, requests, concurrency, max_requests, seconds, timeout_s))
+    return levels

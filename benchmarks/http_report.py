@@ -1,0 +1,76 @@
+"""HTTP benchmark results as JSON, a markdown table and a PNG chart, each naming the command and the machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{status}: {count}" for status, count in errors.items()) or "none"
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """A row per concurrency level: throughput, latency percentiles, errors and served over engine-only items/s."""
+    machine = meta["machine"]
+    lines = [
+        f"# HTTP benchmark ({meta['model']})",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; onnxruntime {machine['onnxruntime']}, deepsparse "
+        f"{machine['deepsparse']}  ",
+        f"Server: {meta['engine']} engine, max_batch_size {meta['max_batch_size']}, max_wait_ms {meta['max_wait_ms']}, "
+        f"{meta['protocol']} protocol, {meta['inputs_per_request']} input(s) per request, load generator and server "
+        "on the same machine over loopback.  ",
+        f"Engine alone: {meta['engine_items_per_second']:.1f} items/s at batch {meta['max_batch_size']} on the same "
+        "texts (tokenized and padded as the server does).",
+        "",
+        "| clients | requests | ok req/s | items/s | p50 ms | p95 ms | p99 ms | errors by status | served / engine |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['concurrency']} | {r['requests']} | {r['requests_per_second']:.1f} | {r['items_per_second']:.1f} | "
+            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {_errors(r['errors'])} | "
+            f"{r['served_over_engine']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> None:
+    """Items/s against the engine alone, and latency percentiles, by concurrency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    concurrency = [r["concurrency"] for r in results]
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4.5))
+    throughput.plot(concurrency, [r["items_per_second"] for r in results], "o-", label="served")
+    throughput.axhline(meta["engine_items_per_second"], color="grey", linestyle="--", label="engine alone")
+    throughput.set_ylabel("items/s")
+    throughput.legend()
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        latency.plot(concurrency, [r[key] for r in results], "o-", label=key.removesuffix("_ms"))
+    latency.set_ylabel("latency (ms)")
+    latency.legend()
+    for axis in (throughput, latency):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(concurrency, [str(c) for c in concurrency])
+        axis.set_xlabel("concurrent clients")
+    figure.suptitle(f"{meta['model']} over HTTP - {meta['machine']['cpu']}, {meta['machine']['cores']} cores\n"
+                    f"{meta['command']}", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_reports(results: list[dict[str, Any]], meta: dict[str, Any], directory: Path, stem: str) -> list[Path]:
+    """Write STEM.json, STEM.md and STEM.png under directory; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{stem}.json", directory / f"{stem}.md", directory / f"{stem}.png"]
+    paths[0].write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    paths[1].write_text(markdown(results, meta))
+    chart(results, meta, paths[2])
+    return paths

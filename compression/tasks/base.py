@@ -1,0 +1,131 @@
+"""What every compression task provides: data loading, feature encoding, a model class, metrics and export outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from tokenizers import Encoding
+from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
+
+from service.card import QuestionAnsweringSettings
+from service.card import Task as TaskName
+
+Features = list[dict[str, Any]]
+Rows = Sequence[Sequence[np.ndarray]]  # per feature, its row of every model output
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from, how validation is carved and how examples become features."""
+
+    train_file: str
+    task: TaskName = "text-classification"
+    validation_file: str | None = None
+    validation_fraction: float = 0.05
+    seed: int = 42
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    label_names: list[str] | None = None
+    round_labels: bool = False
+    max_train_examples: int | None = None
+    max_length: int = 128
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+
+    def question_answering(self) -> QuestionAnsweringSettings | None:
+        """The model card's question-answering settings; None for other tasks."""
+        if self.task != "question-answering":
+            return None
+        return QuestionAnsweringSettings(
+            doc_stride=self.doc_stride, max_query_length=self.max_query_length, max_answer_length=self.max_answer_length
+        )
+
+
+@dataclass
+class PreparedData:
+    """Train and validation examples with the label order (empty for question answering)."""
+
+    train: list[Any]
+    validation: list[Any]
+    labels: list[str]
+    display_labels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    """Validation features (model inputs and labels) and the metric that scores a model's outputs on them."""
+
+    features: Features
+    score: Callable[[Rows], dict[str, float]]
+
+    def trainer_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        """The metric from the Trainer's evaluation predictions (in feature order)."""
+        outputs = prediction.predictions
+        arrays = [np.asarray(o) for o in (outputs if isinstance(outputs, tuple | list) else (outputs,))]
+        return self.score([[array[row] for array in arrays] for row in range(len(self.features))])
+
+
+class CompressionTask(Protocol):
+    """One task of `oberta finetune`, `compress` and `export`."""
+
+    name: TaskName
+    output_names: tuple[str, ...]  # model outputs, in ONNX output order
+    per_token: bool  # outputs have a sequence axis
+
+    def prepare(self, config: DataConfig) -> PreparedData:
+        """Load train and validation examples and fix the label order."""
+        ...
+
+    def new_model(self, base: str, data: PreparedData) -> PreTrainedModel:
+        """A model with a fresh task head on a base encoder (a local path)."""
+        ...
+
+    def load_model(self, path: str) -> PreTrainedModel:
+        """A trained model of this task (eager attention, exportable)."""
+        ...
+
+    def check_model(self, model: PreTrainedModel, data: PreparedData, role: str) -> None:
+        """Raise ValueError when the model's head does not fit the data's labels."""
+        ...
+
+    def features(
+        self, tokenizer: PreTrainedTokenizerBase, examples: list[Any], data: PreparedData, config: DataConfig,
+        input_names: list[str],
+    ) -> Features:
+        """Training features: model inputs (unpadded) with labels."""
+        ...
+
+    def evaluation(
+        self, tokenizer: PreTrainedTokenizerBase, examples: list[Any], data: PreparedData, config: DataConfig,
+        input_names: list[str],
+    ) -> Evaluation:
+        """Validation features and the task's metric over them."""
+        ...
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[Features], Any]:
+        """Pads a list of features into a batch of tensors."""
+        ...
+
+
+HEADS = ("ForSequenceClassification", "ForQuestionAnswering", "ForTokenClassification")
+
+
+def load_trained(auto_class: Any, path: str) -> PreTrainedModel:
+    """The model at path with the auto class's head (eager attention); ValueError when it was trained for another."""
+    model = auto_class.from_pretrained(path, attn_implementation="eager")
+    wanted = type(model).__name__
+    other = [name for name in model.config.architectures or [] if name.endswith(HEADS) and name != wanted]
+    if other:
+        raise ValueError(f"{path} holds a {other[0]}, not a {wanted}: pass the --task it was trained for")
+    return model
+
+
+def pick_inputs(encoding: Encoding, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """A tokenizers Encoding as unpadded model inputs (int32 arrays: a large training set stays small in memory)."""
+    values = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask, "token_type_ids": encoding.type_ids}
+    return {name: np.asarray(values[name], dtype=np.int32) for name in input_names}

@@ -1,0 +1,83 @@
+"""`oberta bench http` on a tiny model: a bounded sweep against a server it starts, and its reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks.http import HttpBenchConfig, check_loopback, run_http_benchmark, sample_texts
+from benchmarks.http_load import Level, post_requests, request_bodies, run_level
+from benchmarks.http_report import write_reports
+from oberta.cli import build_parser
+
+
+def test_a_small_sweep_against_a_started_server(bert_dir: Path, tmp_path: Path) -> None:
+    config = HttpBenchConfig(
+        model_dir=bert_dir, engine="onnxruntime", threads=1, max_wait_ms=1, concurrency=(1, 4),
+        requests_per_level=40, seconds_per_level=20, engine_seconds=0.3, protocol="v2", command="test",
+    )
+    results, meta = run_http_benchmark(config)
+    assert [r["concurrency"] for r in results] == [1, 4]
+    for r in results:
+        assert (r["requests"], r["ok"], r["errors"]) == (40, 40, {})
+        assert r["items_per_second"] > 0 and r["served_over_engine"] > 0
+        assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+    assert (meta["engine"], meta["max_batch_size"], meta["server_exit_code"]) == ("onnxruntime", 16, 0)
+    assert meta["engine_items_per_second"] > 0
+    paths = write_reports(results, meta, tmp_path, "http")
+    assert [path.name for path in paths] == ["http.json", "http.md", "http.png"]
+    assert json.loads(paths[0].read_text())["results"] == results
+    table = paths[1].read_text()
+    assert "Command: `test`" in table and "| 4 | 40 |" in table
+
+
+async def _toy_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """200 to most requests; 503 and close to "refuse", no answer to "drop", a late answer to "slow"."""
+    try:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            length = int(head.lower().split("content-length:")[1].split("\r\n")[0])
+            body = await reader.readexactly(length)
+            if b"drop" in body:
+                break
+            if b"slow" in body:
+                await asyncio.sleep(1)
+            status = "503 Service Unavailable\r\nconnection: close" if b"refuse" in body else "200 OK"
+            writer.write(f"HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\n{{}}".encode())
+            await writer.drain()
+            if b"refuse" in body:
+                break
+    except asyncio.IncompleteReadError:
+        pass
+    writer.close()
+
+
+def test_errors_are_counted_by_status_timeout_and_dropped_connection() -> None:
+    async def main() -> Level:
+        server = await asyncio.start_server(_toy_server, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with server:
+            bodies = request_bodies(["fine", "refuse", "drop", "slow", "fine"], 1, "v1")
+            requests = post_requests(url, "/v1/models/m/predict", bodies, {"Authorization": "Bearer k"})
+            return await run_level(url, requests, 1, max_requests=10, seconds=20, timeout_s=0.2)
+
+    level = asyncio.run(main())
+    assert level.statuses == Counter({"200": 4, "503": 2, "IncompleteReadError": 2, "timeout": 2})
+    summary = level.summary(inputs_per_request=1)
+    assert (summary["requests"], summary["ok"]) == (10, 4)
+    assert summary["errors"] == {"503": 2, "IncompleteReadError": 2, "timeout": 2}
+
+
+def test_only_loopback_servers_and_the_cli_registration() -> None:
+    assert check_loopback("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+    assert check_loopback("http://localhost:1") == "http://localhost:1"
+    with pytest.raises(ValueError, match="only targets servers on loopback"):
+        check_loopback("http://10.0.0.1:8000")
+    assert sample_texts(4) == sample_texts(4) and len(set(sample_texts())) > 200
+    args = build_parser().parse_args(["bench", "http", "--model", "m", "--concurrency", "1,2", "--protocol", "v2"])
+    assert (args.model, args.concurrency, args.protocol, args.stem) == ("m", "1,2", "v2", "http")
+    assert args.handler.__name__ == "_run_bench_http"
