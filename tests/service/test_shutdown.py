@@ -17,7 +17,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SECONDS = 2.0  # every engine call of the served model takes this long
-SHUTDOWN_DELAY = 0.8
+SHUTDOWN_DELAY = 1.5  # room for the checks made while the server drains
 
 SCRIPT = textwrap.dedent(
     """
