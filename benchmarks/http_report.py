@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from benchmarks import report
 
 
 def _errors(errors: dict[str, int]) -> str:
@@ -67,10 +68,5 @@ def chart(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> No
 
 
 def write_reports(results: list[dict[str, Any]], meta: dict[str, Any], directory: Path, stem: str) -> list[Path]:
-    """Write STEM.json, STEM.md and STEM.png under directory; returns their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{stem}.json", directory / f"{stem}.md", directory / f"{stem}.png"]
-    paths[0].write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    paths[1].write_text(markdown(results, meta))
-    chart(results, meta, paths[2])
-    return paths
+    """Write STEM.json, STEM.md and STEM.png of the HTTP benchmark under directory; returns their paths."""
+    return report.write_reports(results, meta, directory, stem, render=markdown, draw=chart)

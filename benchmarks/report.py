@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,21 @@ def record_speed(model_dir: Path, results: list[dict[str, Any]], meta: dict[str,
     save_card(card, model_dir)
 
 
-def write_reports(results: list[dict[str, Any]], meta: dict[str, Any], directory: Path, stem: str) -> list[Path]:
-    """Write STEM.json, STEM.md and STEM.png under directory; returns their paths."""
+Render = Callable[[list[dict[str, Any]], dict[str, Any]], str]
+Draw = Callable[[list[dict[str, Any]], dict[str, Any], Path], None]
+
+
+def write_reports(
+    results: list[dict[str, Any]], meta: dict[str, Any], directory: Path, stem: str,
+    render: Render | None = None, draw: Draw | None = None,
+) -> list[Path]:
+    """Write STEM.json, STEM.md and STEM.png under directory; returns their paths.
+
+    ``render`` and ``draw`` make the markdown and the chart (default: the engine benchmark's).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{stem}.json", directory / f"{stem}.md", directory / f"{stem}.png"]
     paths[0].write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    paths[1].write_text(markdown(results, meta))
-    chart(results, meta, paths[2])
+    paths[1].write_text((render or markdown)(results, meta))
+    (draw or chart)(results, meta, paths[2])
     return paths

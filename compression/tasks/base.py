@@ -115,6 +115,22 @@ class CompressionTask(Protocol):
 HEADS = ("ForSequenceClassification", "ForQuestionAnswering", "ForTokenClassification")
 
 
+def new_head(auto_class: Any, base: str, labels: list[str]) -> PreTrainedModel:
+    """A base encoder with a fresh head of the auto class over ``labels`` (eager attention, for export).
+
+    A base whose head has other labels gets a fresh one.
+    """
+    id2label = dict(enumerate(labels))
+    return auto_class.from_pretrained(
+        base,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        ignore_mismatched_sizes=True,
+        attn_implementation="eager",
+    )
+
+
 def load_trained(auto_class: Any, path: str) -> PreTrainedModel:
     """The model at path with the auto class's head (eager attention); ValueError when it was trained for another."""
     model = auto_class.from_pretrained(path, attn_implementation="eager")

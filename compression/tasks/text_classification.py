@@ -20,7 +20,16 @@ from transformers import (
 )
 
 from compression.data import Example, label_names, load_examples, split_validation
-from compression.tasks.base import DataConfig, Evaluation, Features, PreparedData, Rows, TaskName, load_trained
+from compression.tasks.base import (
+    DataConfig,
+    Evaluation,
+    Features,
+    PreparedData,
+    Rows,
+    TaskName,
+    load_trained,
+    new_head,
+)
 
 
 def round_label(example: Example) -> Example:
@@ -90,15 +99,7 @@ class TextClassificationTask:
 
     def new_model(self, base: str, data: PreparedData) -> PreTrainedModel:
         """A sequence classifier with label names from the data."""
-        id2label = dict(enumerate(data.display_labels))
-        return AutoModelForSequenceClassification.from_pretrained(
-            base,
-            num_labels=len(data.labels),
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True,  # a base with a head for other labels gets a fresh one
-            attn_implementation="eager",
-        )
+        return new_head(AutoModelForSequenceClassification, base, data.display_labels)
 
     def load_model(self, path: str) -> PreTrainedModel:
         """A trained sequence classifier."""

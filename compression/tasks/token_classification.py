@@ -31,6 +31,7 @@ from compression.tasks.base import (
     Rows,
     TaskName,
     load_trained,
+    new_head,
     pick_inputs,
 )
 from compression.tasks.entity_metric import entity_scores
@@ -144,15 +145,7 @@ class TokenClassificationTask:
 
     def new_model(self, base: str, data: PreparedData) -> PreTrainedModel:
         """A per-token classifier over the tags."""
-        id2label = dict(enumerate(data.labels))
-        return AutoModelForTokenClassification.from_pretrained(
-            base,
-            num_labels=len(data.labels),
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True,  # a base with a head for other labels gets a fresh one
-            attn_implementation="eager",
-        )
+        return new_head(AutoModelForTokenClassification, base, data.labels)
 
     def load_model(self, path: str) -> PreTrainedModel:
         """A trained token classifier."""
