@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -145,7 +146,7 @@ def compress(config: CompressConfig) -> ModelCard:
         task=task.name, question_answering=config.data.question_answering(),
     )
     if recipe.quantization.method == "static":
-        card = _quantize(card, model_dir, output, train, evaluation, input_names, pad_id, recipe)
+        card = _quantize(card, model_dir, output, train, evaluation, input_names, pad_id, recipe, config.data.seed)
     card.sparsity = float(weight_sparsity(model_dir / card.files["deepsparse"])["sparsity"])
     card.build["file_megabytes"] = {name: round((model_dir / name).stat().st_size / 1e6, 2)
                                     for name in sorted(set(card.files.values()))}
@@ -157,13 +158,21 @@ def compress(config: CompressConfig) -> ModelCard:
 
 def _quantize(
     card: ModelCard, model_dir: Path, output: Path, train: list[dict[str, Any]], evaluation: Evaluation,
-    input_names: list[str], pad_id: int, recipe: Recipe,
+    input_names: list[str], pad_id: int, recipe: Recipe, seed: int,
 ) -> ModelCard:
-    """Replace the FP32 ONNX in model_dir with per-engine INT8 files and record their metrics."""
+    """Replace the FP32 ONNX in model_dir with per-engine INT8 files and record their metrics.
+
+    Calibration uses a seeded random sample of the training features, all padded to one length.
+    """
     fp32_path = output / FP32_ONNX
     shutil.move(str(model_dir / "model.onnx"), fp32_path)
-    calibration = batches(train[: recipe.quantization.calibration_samples], input_names, 16, pad_id)
-    card.files = quantize_model_dir(fp32_path, model_dir, calibration, recipe.quantization.calibration_method)  # type: ignore[assignment]
+    quantization = recipe.quantization
+    sample = random.Random(seed).sample(train, min(quantization.calibration_samples, len(train)))
+    length = max(len(f["input_ids"]) for f in sample)  # one shape: the histogram calibrators need it
+    calibration = batches(sample, input_names, 16, pad_id, length)
+    card.files = quantize_model_dir(  # type: ignore[assignment]
+        fp32_path, model_dir, calibration, quantization.calibration_method, quantization.keep_fp32
+    )
     card.precision = "int8"
     validation = evaluation.features
     for engine, name in card.files.items():

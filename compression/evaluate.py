@@ -11,9 +11,11 @@ import torch
 from transformers import PreTrainedModel
 
 
-def pad_batch(features: list[dict[str, Any]], input_names: list[str], pad_id: int = 0) -> dict[str, np.ndarray]:
-    """Pad tokenized features to the longest in the batch as int64 arrays."""
-    length = max(len(f["input_ids"]) for f in features)
+def pad_batch(
+    features: list[dict[str, Any]], input_names: list[str], pad_id: int = 0, length: int | None = None
+) -> dict[str, np.ndarray]:
+    """Pad tokenized features to ``length`` (default: the longest in the batch) as int64 arrays."""
+    length = length or max(len(f["input_ids"]) for f in features)
     batch = {}
     for name in input_names:
         fill = pad_id if name == "input_ids" else 0
@@ -23,10 +25,14 @@ def pad_batch(features: list[dict[str, Any]], input_names: list[str], pad_id: in
 
 
 def batches(
-    features: list[dict[str, Any]], input_names: list[str], batch_size: int, pad_id: int = 0
+    features: list[dict[str, Any]], input_names: list[str], batch_size: int, pad_id: int = 0,
+    length: int | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Consecutive padded batches of the features."""
-    return [pad_batch(features[i : i + batch_size], input_names, pad_id) for i in range(0, len(features), batch_size)]
+    """Consecutive padded batches of the features (all to ``length`` when given)."""
+    return [
+        pad_batch(features[i : i + batch_size], input_names, pad_id, length)
+        for i in range(0, len(features), batch_size)
+    ]
 
 
 def onnx_rows(

@@ -10,6 +10,7 @@ Weights that were zero stay exactly zero (they quantize to the zero point), so s
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,12 +44,21 @@ class BatchReader(CalibrationDataReader):
         self._iterator = iter(self.batches)
 
 
+def matching_matmuls(fp32_path: Path, patterns: list[str]) -> list[str]:
+    """Names of the MatMul nodes whose name matches any regex (node names follow the module path, e.g.
+    ``/model/bert/encoder/layer.0/output/dense/MatMul``)."""
+    compiled = [re.compile(p) for p in patterns]
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.op_type == "MatMul" and any(p.search(n.name) for p in compiled)]
+
+
 def quantize_for_engine(
     fp32_path: Path,
     output_path: Path,
     engine: str,
     batches: list[dict[str, np.ndarray]],
     calibration_method: str = "minmax",
+    keep_fp32: list[str] | None = None,
 ) -> Path:
     """Static INT8 (QOperator format: MatMul layers and the embedding Gathers) tuned for one engine."""
     quantize_static(
@@ -61,18 +71,20 @@ def quantize_for_engine(
         activation_type=QuantType.QUInt8,
         weight_type=WEIGHT_TYPES[engine],
         calibrate_method=CALIBRATION_METHODS[calibration_method],
+        nodes_to_exclude=matching_matmuls(fp32_path, keep_fp32 or []),
         extra_options={"WeightSymmetric": True, "MatMulConstBOnly": True},
     )
     return output_path
 
 
 def quantize_model_dir(
-    fp32_path: Path, model_dir: Path, batches: list[dict[str, np.ndarray]], calibration_method: str = "minmax"
+    fp32_path: Path, model_dir: Path, batches: list[dict[str, np.ndarray]], calibration_method: str = "minmax",
+    keep_fp32: list[str] | None = None,
 ) -> dict[str, str]:
     """Write the per-engine INT8 files into model_dir; returns the card's ``files`` mapping."""
     files = {}
     for engine, name in INT8_FILES.items():
-        quantize_for_engine(fp32_path, model_dir / name, engine, batches, calibration_method)
+        quantize_for_engine(fp32_path, model_dir / name, engine, batches, calibration_method, keep_fp32)
         files[engine] = name
         log.info("wrote %s for %s", model_dir / name, engine)
     return files

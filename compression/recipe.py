@@ -90,6 +90,11 @@ class QuantizationRecipe(_Strict):
     calibration_method: Literal["minmax", "percentile", "entropy"] = Field(
         "minmax", description="how activation ranges are chosen"
     )
+    keep_fp32: list[str] = Field(
+        default_factory=list,
+        description="regexes of MatMul node names left in FP32 (still sparse), e.g. 'layer\\.0/output/dense/' "
+        "for the first feed-forward output layer, whose GELU inputs have a wide range",
+    )
 
 
 class Recipe(_Strict):
