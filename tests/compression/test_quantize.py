@@ -44,7 +44,8 @@ def test_int8_keeps_sparsity_and_runs(sparse_fp32: Path, tmp_path: Path, engine:
     out = quantize_for_engine(sparse_fp32, tmp_path / "int8.onnx", engine, _calibration(), method)
     measured = weight_sparsity(out)
     assert measured["matrices"] == 12
-    assert measured["sparsity"] == pytest.approx(0.75)
+    # every pruned zero stays zero; a few tiny weights may also round to the zero point
+    assert 0.75 <= measured["sparsity"] < 0.76
     weights = {t.name: t.data_type for t in onnx.load(str(out)).graph.initializer}
     signed = engine == "deepsparse"
     expected = onnx.TensorProto.INT8 if signed else onnx.TensorProto.UINT8
@@ -63,4 +64,4 @@ def test_keep_fp32_leaves_the_matching_layers_in_float(sparse_fp32: Path, tmp_pa
                      and "attention" not in n.name]
     assert float_matmuls == ["/model/bert/encoder/layer.0/output/dense/MatMul"]
     measured = weight_sparsity(out)
-    assert measured["matrices"] == 12 and measured["sparsity"] == pytest.approx(0.75)
+    assert measured["matrices"] == 12 and 0.75 <= measured["sparsity"] < 0.76
