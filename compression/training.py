@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, SequentialSampler
 from transformers import PreTrainedModel, Trainer
 from transformers.modeling_outputs import QuestionAnsweringModelOutput, TokenClassifierOutput
 from transformers.trainer_pt_utils import get_length_grouped_indices
@@ -122,6 +122,15 @@ class DistillationTrainer(Trainer):
         lengths = [len(feature["input_ids"]) for feature in dataset]  # type: ignore[attr-defined,union-attr]
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return SeededLengthGroupedSampler(lengths, batch, self.args.seed)
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
+        """Evaluation in dataset order: the task metrics map prediction rows back to examples by position.
+
+        (transformers' own choice under ``group_by_length`` shuffles evaluation batches too.)
+        """
+        if self.args.world_size > 1:
+            return None  # accelerate shards the dataset in order
+        return SequentialSampler(eval_dataset)  # type: ignore[arg-type]
 
     def compute_loss(  # type: ignore[override]
         self,

@@ -96,3 +96,17 @@ def test_a_killed_run_resumes_to_the_same_result(
     assert whole.keys() == resumed.keys()
     for key in whole:
         torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_evaluation_keeps_dataset_order_while_training_groups_by_length(tmp_path: Path) -> None:
+    from transformers import TrainingArguments
+
+    from compression.training import DistillationTrainer
+
+    features = [{"input_ids": [1] * n, "attention_mask": [1] * n, "labels": 0} for n in (9, 2, 7, 3, 8, 1)]
+    args = TrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="group_by_length",
+                             per_device_eval_batch_size=2, per_device_train_batch_size=2, report_to="none")
+    trainer = DistillationTrainer(model=tiny_classifier("bert"), args=args, train_dataset=features,
+                                  eval_dataset=features)
+    assert list(trainer._get_eval_sampler(features)) == list(range(len(features)))  # type: ignore[arg-type]
+    assert sorted(trainer._get_train_sampler()) == list(range(len(features)))  # type: ignore[arg-type]
