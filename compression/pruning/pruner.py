@@ -120,10 +120,6 @@ class Pruner:
         total = sum(layer.mask.numel() for layer in self.layers)
         return sum(int((~layer.mask).sum()) for layer in self.layers) / total
 
-    def layer_sparsities(self) -> dict[str, float]:
-        """Fraction of masked weights per layer."""
-        return {layer.name: float((~layer.mask).float().mean()) for layer in self.layers}
-
     @torch.no_grad()
     def prune(self, sparsity: float, gradients: GradientSource | None = None) -> None:
         """Prune to ``sparsity``; OBS needs gradient samples (a sized iterable of dicts keyed by layer name).
