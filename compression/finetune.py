@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class FinetuneConfig:
     eval_steps: int = 500
     save_steps: int = 500
     threads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def training_arguments(
