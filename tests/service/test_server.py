@@ -7,12 +7,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 
 from service.engines.deepsparse_engine import deepsparse_support
+from tests.servers import wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,16 +55,7 @@ def test_serve_runs_uvicorn_until_terminated(bert_dir: Path) -> None:
         [sys.executable, "-c", script], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(server, f"http://127.0.0.1:{port}")
         response = httpx.post(f"http://127.0.0.1:{port}/v1/models/tiny/predict", json={"inputs": ["good", "bad"]})
         assert response.status_code == 200
         assert len(response.json()["outputs"]) == 2

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from tests.servers import wait_until_ready
+
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SECONDS = 2.0  # every engine call of the served model takes this long
 SHUTDOWN_DELAY = 1.5  # room for the checks made while the server drains
@@ -68,16 +70,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(bert_dir: Path, tmp_path:
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     in_flight: list[httpx.Response] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[0].decode()
-            try:
-                if httpx.get(f"{url}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(server, url)
 
         def send(path: str, body: dict[str, object]) -> None:
             in_flight.append(httpx.post(f"{url}{path}", json=body, timeout=30))
