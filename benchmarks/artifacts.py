@@ -2,7 +2,8 @@
 
 Random weights are enough for speed (dense kernels do not care about values; sparse ones care only about
 where the zeros are), so the bert-base shape is built from a random initialisation and magnitude-pruned to the
-same sparsity and quantized the same way as the shipped models.
+same sparsity and quantized with the recipes' default per-engine settings, as the shipped models are (their
+recipes' ``keep_fp32`` choice for ONNX Runtime is specific to trained weights and is not copied).
 """
 
 from __future__ import annotations

@@ -170,9 +170,7 @@ def _quantize(
     sample = random.Random(seed).sample(train, min(quantization.calibration_samples, len(train)))
     length = max(len(f["input_ids"]) for f in sample)  # one shape: the histogram calibrators need it
     calibration = batches(sample, input_names, 16, pad_id, length)
-    card.files = quantize_model_dir(  # type: ignore[assignment]
-        fp32_path, model_dir, calibration, quantization.calibration_method, quantization.keep_fp32
-    )
+    card.files = quantize_model_dir(fp32_path, model_dir, calibration, quantization)  # type: ignore[assignment]
     card.precision = "int8"
     validation = evaluation.features
     for engine, name in card.files.items():
