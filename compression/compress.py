@@ -27,7 +27,7 @@ from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.quantize import quantize_model_dir, weight_sparsity
 from compression.recipe import Recipe
 from compression.tasks import CompressionTask, DataConfig, Evaluation, task_for
-from compression.training import DistillationTrainer, freeze_embeddings
+from compression.training import DistillationTrainer, final_evaluation, freeze_embeddings
 from compression.training import last_checkpoint as find_last_checkpoint
 from service.card import ModelCard, load_card, save_card
 
@@ -125,7 +125,8 @@ def compress(config: CompressConfig) -> ModelCard:
     def score(model: PreTrainedModel) -> dict[str, float]:
         return evaluation.score(torch_rows(model, validation, input_names, task.output_names, pad_id))
 
-    metrics: dict[str, Any] = {"validation_examples": len(data.validation), **_prefixed("student_fp32", score(student))}
+    scores = final_evaluation(trainer) or score(student)
+    metrics: dict[str, Any] = {"validation_examples": len(data.validation), **_prefixed("student_fp32", scores)}
     if teacher is not None:
         metrics.update(_prefixed("teacher", score(teacher)))
     build = {

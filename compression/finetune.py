@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, TrainingArguments
 from compression.base_models import DEFAULT_BASE_MODEL, resolve_base_model
 from compression.export import model_input_names
 from compression.tasks import DataConfig, task_for
-from compression.training import DistillationTrainer, freeze_embeddings, last_checkpoint
+from compression.training import DistillationTrainer, final_evaluation, freeze_embeddings, last_checkpoint
 
 log = logging.getLogger(__name__)
 TRAINING_INFO = "oberta_training.json"
@@ -91,7 +91,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         compute_metrics=evaluation.trainer_metrics,
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
-    metrics = trainer.evaluate()
+    metrics = final_evaluation(trainer) or trainer.evaluate()
     final_dir = Path(config.output_dir) / "final"
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))

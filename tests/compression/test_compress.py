@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from compression.finetune import DataConfig
 from compression.pruning.callback import PruningCallback
 from compression.quantize import weight_sparsity
 from compression.recipe import Recipe
+from compression.training import final_evaluation
 from service.card import load_card
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
 
@@ -63,6 +65,9 @@ def test_compress_exports_a_sparse_int8_model(dense_dir: Path, tmp_path: Path, s
         assert session.run(None, feed)[0].shape == (2, 2)
     for key in ("student_fp32_accuracy", "teacher_accuracy", "int8_onnxruntime_graph_accuracy"):
         assert 0.0 <= card.metrics[key] <= 1.0
+    # the student's metrics come from the Trainer's evaluation at the last step: the same as the exported FP32 graph
+    assert card.metrics["student_fp32_accuracy"] == card.metrics["fp32_onnx_accuracy"]
+    assert not [key for key in card.metrics if key.startswith("student_fp32_") and key != "student_fp32_accuracy"]
     if structure == "4-block":
         weights = load_file(str(tmp_path / "run" / "trained" / "model.safetensors"))
         query = weights["bert.encoder.layer.0.attention.self.query.weight"].reshape(-1, 4)
@@ -110,3 +115,13 @@ def test_evaluation_keeps_dataset_order_while_training_groups_by_length(tmp_path
                                   eval_dataset=features)
     assert list(trainer._get_eval_sampler(features)) == list(range(len(features)))  # type: ignore[arg-type]
     assert sorted(trainer._get_train_sampler()) == list(range(len(features)))  # type: ignore[arg-type]
+
+
+def test_final_evaluation_is_the_one_logged_at_the_last_step() -> None:
+    def trainer(history: list[dict[str, float]], step: int) -> Any:
+        return SimpleNamespace(state=SimpleNamespace(log_history=history, global_step=step))
+
+    logged = [{"loss": 0.5, "step": 10}, {"eval_loss": 0.4, "eval_f1": 0.8, "eval_runtime": 3.0, "step": 10}]
+    assert final_evaluation(trainer(logged, 10)) == {"f1": 0.8}
+    assert final_evaluation(trainer(logged, 12)) is None  # evaluated before the last step: stale
+    assert final_evaluation(trainer(logged[:1], 10)) is None
