@@ -1,24 +1,38 @@
-"""Helpers for tests that start a real server process."""
+"""Helpers for tests that start a real process (the server, Prometheus, nginx) and wait for it to answer."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
-import httpx
+
+def _status(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
-def wait_until_ready(server: subprocess.Popen, url: str, timeout: float = 60) -> None:
-    """Poll ``url``/health/ready until 200; fails if the process exits or the timeout passes."""
+def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` (loopback only) until it answers 200; fail early, with its output when piped, if ``process``
+    exits."""
+    assert url.startswith("http://127.0.0.1:"), url
     deadline = time.monotonic() + timeout
-    while True:
-        if server.poll() is not None:
-            output = server.communicate()[0]
-            raise AssertionError(output.decode() if isinstance(output, bytes) else output)
+    last: object = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            output = process.communicate()[0] if process.stdout is not None else b""
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered:\n"
+                               f"{(output or b'').decode(errors='replace')}")
         try:
-            if httpx.get(f"{url}/health/ready").status_code == 200:
+            status, body = _status(url)
+            if status == 200:
                 return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not become ready"
+            last = (status, body[:200])
+        except OSError as error:
+            last = error
         time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s (last: {last!r})")

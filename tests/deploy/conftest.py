@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.servers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -65,24 +66,6 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tupl
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def wait_for(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll `url` until it answers 200; fail early when `process` exits."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            status, body = http("GET", url, timeout=2.0)
-            if status == 200:
-                return
-            last = (status, body[:200])
-        except OSError as error:
-            last = error
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout}s (last: {last!r})")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

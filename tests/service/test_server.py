@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from service.engines.deepsparse_engine import deepsparse_support
-from tests.servers import wait_until_ready
+from tests.servers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_serve_runs_uvicorn_until_terminated(bert_dir: Path) -> None:
         [sys.executable, "-c", script], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        wait_until_ready(server, f"http://127.0.0.1:{port}")
+        wait_for(f"http://127.0.0.1:{port}/health/ready", 60, server)
         response = httpx.post(f"http://127.0.0.1:{port}/v1/models/tiny/predict", json={"inputs": ["good", "bad"]})
         assert response.status_code == 200
         assert len(response.json()["outputs"]) == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.servers import wait_until_ready
+from tests.servers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SECONDS = 2.0  # every engine call of the served model takes this long
@@ -70,7 +70,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(bert_dir: Path, tmp_path:
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     in_flight: list[httpx.Response] = []
     try:
-        wait_until_ready(server, url)
+        wait_for(f"{url}/health/ready", 60, server)
 
         def send(path: str, body: dict[str, object]) -> None:
             in_flight.append(httpx.post(f"{url}{path}", json=body, timeout=30))
