@@ -1,7 +1,9 @@
 """`oberta compress`: oBERT pruning with distillation during fine-tuning, then INT8 and export, for any task.
 
 Run layout under ``output``: ``checkpoint-N/`` (Trainer checkpoints; a rerun resumes from the newest),
-``trained/`` (the pruned PyTorch model), ``model.fp32.onnx`` and the served model directory ``model/``.
+``trained/`` (the pruned PyTorch model) with ``training_result.json`` (its metrics and build record),
+``model.fp32.onnx`` and the served model directory ``model/``. The training stage can run on a GPU machine and
+the export stage (INT8 with the deployment's own onnx and ONNX Runtime) on the CPU machine.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import AutoTokenizer, PreTrainedModel
@@ -26,13 +28,16 @@ from compression.pruning.callback import GradientSampler, PruningCallback
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.quantize import quantize_model_dir, weight_sparsity
 from compression.recipe import Recipe
-from compression.tasks import CompressionTask, DataConfig, Evaluation, task_for
+from compression.tasks import CompressionTask, DataConfig, Evaluation, PreparedData, task_for
 from compression.training import DistillationTrainer, final_evaluation, freeze_embeddings
 from compression.training import last_checkpoint as find_last_checkpoint
 from service.card import ModelCard, load_card, save_card
 
 log = logging.getLogger(__name__)
 FP32_ONNX = "model.fp32.onnx"
+TRAINED = "trained"
+TRAINING_RESULT = "training_result.json"
+Stage = Literal["all", "train", "export"]
 
 
 @dataclass
@@ -49,6 +54,7 @@ class CompressConfig:
     model_dir: str | None = None
     threads: int | None = None
     command: str = ""
+    stage: Stage = "all"
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
@@ -90,45 +96,81 @@ def _build_trainer(
     return trainer, callback
 
 
-def compress(config: CompressConfig) -> ModelCard:
-    """Prune with distillation, quantize, export and evaluate; returns the served model's card."""
-    started = time.time()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    recipe = config.recipe
-    config.data.max_length = recipe.training.max_length
+@dataclass
+class _Prepared:
+    """Task, data and features of a run, shared by the training and export stages."""
+
+    task: CompressionTask
+    data: PreparedData
+    tokenizer: Any
+    train: list[dict[str, Any]]
+    evaluation: Evaluation
+    input_names: list[str]
+    pad_id: int
+
+
+def _prepare(config: CompressConfig, tokenizer_path: str, model: PreTrainedModel) -> _Prepared:
+    config.data.max_length = config.recipe.training.max_length
     task = task_for(config.data.task)
     data = task.prepare(config.data)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(config.model))
+    task.check_model(model, data, "model")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    input_names = model_input_names(model)
+    train = task.features(tokenizer, data.train, data, config.data, input_names)
+    evaluation = task.evaluation(tokenizer, data.validation, data, config.data, input_names)
+    return _Prepared(task, data, tokenizer, train, evaluation, input_names, tokenizer.pad_token_id or 0)
+
+
+def _score(prepared: _Prepared, model: PreTrainedModel) -> dict[str, float]:
+    rows = torch_rows(model, prepared.evaluation.features, prepared.input_names, prepared.task.output_names,
+                      prepared.pad_id)
+    return prepared.evaluation.score(rows)
+
+
+def compress(config: CompressConfig) -> ModelCard | None:
+    """Run the configured stages; returns the served model's card, or None after the training stage alone.
+
+    ``train`` prunes with distillation and saves ``trained/`` with ``training_result.json``; ``export``
+    quantizes, exports and evaluates a ``trained/`` model (say, one trained on a GPU machine); ``all`` does both.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.stage in ("all", "train"):
+        train_student(config)
+    if config.stage == "train":
+        return None
+    return export_student(config)
+
+
+def train_student(config: CompressConfig) -> dict[str, Any]:
+    """Prune with distillation (resuming from the newest checkpoint), save ``trained/`` and the training result."""
+    started = time.time()
+    recipe = config.recipe
+    task = task_for(config.data.task)
     student = task.load_model(resolve_base_model(config.model))
-    task.check_model(student, data, "model")
+    prepared = _prepare(config, resolve_base_model(config.model), student)
     teacher_path = config.teacher or recipe.distillation.teacher
     teacher = task.load_model(resolve_base_model(teacher_path)) if teacher_path else None
     if teacher is not None:
-        task.check_model(teacher, data, "teacher")
+        task.check_model(teacher, prepared.data, "teacher")
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
-    input_names = model_input_names(student)
-    train = task.features(tokenizer, data.train, data, config.data, input_names)
-    evaluation = task.evaluation(tokenizer, data.validation, data, config.data, input_names)
-    validation = evaluation.features
-    pad_id = tokenizer.pad_token_id or 0
 
-    trainer, callback = _build_trainer(config, task, student, teacher, tokenizer, train, evaluation)
+    trainer, callback = _build_trainer(
+        config, task, student, teacher, prepared.tokenizer, prepared.train, prepared.evaluation
+    )
     trainer.train(resume_from_checkpoint=find_last_checkpoint(config.output_dir))
     callback.pruner.remove_hooks()
     output = Path(config.output_dir)
-    trained_dir = output / "trained"
+    trained_dir = output / TRAINED
     trainer.save_model(str(trained_dir))
-    tokenizer.save_pretrained(str(trained_dir))
+    prepared.tokenizer.save_pretrained(str(trained_dir))
 
-    def score(model: PreTrainedModel) -> dict[str, float]:
-        return evaluation.score(torch_rows(model, validation, input_names, task.output_names, pad_id))
-
-    scores = final_evaluation(trainer) or score(student)
-    metrics: dict[str, Any] = {"validation_examples": len(data.validation), **_prefixed("student_fp32", scores)}
+    scores = final_evaluation(trainer) or _score(prepared, student)
+    metrics: dict[str, Any] = {"validation_examples": len(prepared.data.validation),
+                               **_prefixed("student_fp32", scores)}
     if teacher is not None:
-        metrics.update(_prefixed("teacher", score(teacher)))
+        metrics.update(_prefixed("teacher", _score(prepared, teacher)))
     build = {
         "command": config.command,
         "recipe": config.recipe_source,
@@ -136,31 +178,52 @@ def compress(config: CompressConfig) -> ModelCard:
         "model": config.model,
         "teacher": teacher_path,
         "data": asdict(config.data),
-        "train_examples": len(data.train),
-        "train_features": len(train),
+        "train_examples": len(prepared.data.train),
+        "train_features": len(prepared.train),
         "pruning_history": callback.history,
         "pytorch_sparsity": callback.pruner.sparsity(),
+        "training_device": str(student.device),
+        "training_wall_clock_seconds": round(time.time() - started),
     }
+    result = {"metrics": metrics, "build": build}
+    (output / TRAINING_RESULT).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def export_student(config: CompressConfig) -> ModelCard:
+    """Export, quantize and evaluate the ``trained/`` model of a finished training stage; returns its card."""
+    started = time.time()
+    output = Path(config.output_dir)
+    trained_dir, result_path = output / TRAINED, output / TRAINING_RESULT
+    if not result_path.is_file() or not trained_dir.is_dir():
+        raise FileNotFoundError(f"{output} holds no finished training stage ({TRAINED}/ and {TRAINING_RESULT}): "
+                                "run `oberta compress` with --stage train (or all) first")
+    result = json.loads(result_path.read_text())
+    recipe = config.recipe
+    task = task_for(config.data.task)
+    student = task.load_model(str(trained_dir))
+    prepared = _prepare(config, str(trained_dir), student)
+    metrics, build = result["metrics"], result["build"]
+    if config.stage == "export":
+        build["export_command"] = config.command
     model_dir = Path(config.model_dir) if config.model_dir else output / "model"
     card = export_model_dir(
-        student, tokenizer, model_dir, config.name, recipe.training.max_length, metrics, build,
+        student, prepared.tokenizer, model_dir, config.name, recipe.training.max_length, metrics, build,
         task=task.name, question_answering=config.data.question_answering(),
     )
     if recipe.quantization.method == "static":
-        card = _quantize(card, model_dir, output, train, evaluation, input_names, pad_id, recipe, config.data.seed)
+        card = _quantize(card, model_dir, output, prepared, recipe, config.data.seed)
     card.sparsity = float(weight_sparsity(model_dir / card.files["deepsparse"])["sparsity"])
     card.build["file_megabytes"] = {name: round((model_dir / name).stat().st_size / 1e6, 2)
                                     for name in sorted(set(card.files.values()))}
-    card.build["wall_clock_seconds"] = round(time.time() - started)
+    card.build["export_wall_clock_seconds"] = round(time.time() - started)
     save_card(card, model_dir)
     (output / "compress_result.json").write_text(json.dumps(card.model_dump(mode="json"), indent=2))
     return load_card(model_dir)
 
 
-def _quantize(
-    card: ModelCard, model_dir: Path, output: Path, train: list[dict[str, Any]], evaluation: Evaluation,
-    input_names: list[str], pad_id: int, recipe: Recipe, seed: int,
-) -> ModelCard:
+def _quantize(card: ModelCard, model_dir: Path, output: Path, prepared: _Prepared, recipe: Recipe,
+              seed: int) -> ModelCard:
     """Replace the FP32 ONNX in model_dir with per-engine INT8 files and record their metrics.
 
     Calibration uses a seeded random sample of the training features, all padded to one length.
@@ -168,15 +231,17 @@ def _quantize(
     fp32_path = output / FP32_ONNX
     shutil.move(str(model_dir / "model.onnx"), fp32_path)
     quantization = recipe.quantization
+    train, input_names, pad_id = prepared.train, prepared.input_names, prepared.pad_id
     sample = random.Random(seed).sample(train, min(quantization.calibration_samples, len(train)))
     length = max(len(f["input_ids"]) for f in sample)  # one shape: the histogram calibrators need it
     calibration = batches(sample, input_names, 16, pad_id, length)
     card.files = quantize_model_dir(fp32_path, model_dir, calibration, quantization)  # type: ignore[assignment]
     card.precision = "int8"
-    validation = evaluation.features
+    evaluation = prepared.evaluation
     for engine, name in card.files.items():
-        rows = onnx_rows(model_dir / name, validation, input_names, pad_id)
+        rows = onnx_rows(model_dir / name, evaluation.features, input_names, pad_id)
         card.metrics.update(_prefixed(f"int8_{engine}_graph", evaluation.score(rows)))
-    card.metrics.update(_prefixed("fp32_onnx", evaluation.score(onnx_rows(fp32_path, validation, input_names, pad_id))))
+    fp32_rows = onnx_rows(fp32_path, evaluation.features, input_names, pad_id)
+    card.metrics.update(_prefixed("fp32_onnx", evaluation.score(fp32_rows)))
     card.build["quantization"] = recipe.quantization.model_dump(mode="json")
     return card

@@ -52,11 +52,12 @@ def torch_rows(
     model: PreTrainedModel, features: list[dict[str, Any]], input_names: list[str], output_names: tuple[str, ...],
     pad_id: int = 0, batch_size: int = 64,
 ) -> list[list[np.ndarray]]:
-    """Every feature's row of the named outputs of a PyTorch model, in feature order."""
+    """Every feature's row of the named outputs of a PyTorch model (on whatever device it is), in feature order."""
     model.eval()
+    device = next(model.parameters()).device
     rows: list[list[np.ndarray]] = []
     for batch in batches(features, input_names, batch_size, pad_id):
-        outputs = model(**{k: torch.from_numpy(v) for k, v in batch.items()})
-        arrays = [getattr(outputs, name).numpy() for name in output_names]
+        outputs = model(**{k: torch.from_numpy(v).to(device) for k, v in batch.items()})
+        arrays = [getattr(outputs, name).float().cpu().numpy() for name in output_names]
         rows.extend([array[row] for array in arrays] for row in range(len(batch["input_ids"])))
     return rows

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from transformers import AutoTokenizer, TrainingArguments
+from transformers.utils import is_torch_tf32_available
 
 from compression.base_models import DEFAULT_BASE_MODEL, resolve_base_model
 from compression.export import model_input_names
@@ -61,6 +62,7 @@ def training_arguments(
         report_to="none",
         seed=seed,
         dataloader_num_workers=0,
+        tf32=True if is_torch_tf32_available() else None,  # TF32 matmuls on GPUs that have them (Ampere on)
     )
 
 

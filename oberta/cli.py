@@ -161,8 +161,12 @@ def _run_compress(args: argparse.Namespace) -> int:
         model_dir=args.model_dir,
         threads=args.threads,
         command="oberta " + shlex.join(sys.argv[1:]),
+        stage=args.stage,
     )
     card = compress(config)
+    if card is None:
+        print(f"trained model in {args.output}/trained; run again with --stage export to quantize and export it")
+        return 0
     print(f"sparsity {card.sparsity:.4f}; metrics {card.metrics}; model in {args.model_dir or args.output + '/model'}")
     return 0
 
@@ -186,6 +190,9 @@ def _compress_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", required=True, help="served model name, e.g. sentiment")
     parser.add_argument("--model-dir", help="where the served model directory goes (default OUTPUT/model)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--stage", choices=("all", "train", "export"), default="all",
+                        help="all (default); train: prune and distill, save OUTPUT/trained and stop (e.g. on a GPU "
+                        "machine); export: INT8, export and evaluate OUTPUT/trained (e.g. on the CPU machine)")
     _add_data_arguments(parser)
     parser.set_defaults(handler=_run_compress)
 

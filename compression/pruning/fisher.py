@@ -14,7 +14,10 @@ import torch
 class BlockFisherInverse:
     """Inverse Fisher blocks for one flattened weight tensor of ``numel`` entries."""
 
-    def __init__(self, numel: int, block_size: int, num_grads: int, damp: float, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, numel: int, block_size: int, num_grads: int, damp: float, dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
         if block_size < 1 or num_grads < 1 or damp <= 0:
             raise ValueError("block size and number of gradients must be positive and damping > 0")
         self.numel = numel
@@ -22,13 +25,13 @@ class BlockFisherInverse:
         self.num_grads = num_grads
         self.num_blocks = -(-numel // block_size)
         self.padding = self.num_blocks * block_size - numel
-        eye = torch.eye(block_size, dtype=dtype)
+        eye = torch.eye(block_size, dtype=dtype, device=device)
         self.inverse = (eye / damp).repeat(self.num_blocks, 1, 1)
         self.grads_seen = 0
 
     def blocks(self, flat: torch.Tensor) -> torch.Tensor:
         """A flat vector of ``numel`` entries as [num_blocks, block_size] (zero padded)."""
-        flat = flat.reshape(-1).to(self.inverse.dtype)
+        flat = flat.reshape(-1).to(device=self.inverse.device, dtype=self.inverse.dtype)
         if self.padding:
             flat = torch.cat([flat, flat.new_zeros(self.padding)])
         return flat.view(self.num_blocks, self.block_size)

@@ -46,6 +46,12 @@ class PrunableLayer:
     def weight(self) -> torch.Tensor:
         return self.module.weight
 
+    def synced_mask(self) -> torch.Tensor:
+        """The mask, moved to the weight's device first if the model moved (e.g. the Trainer put it on a GPU)."""
+        if self.mask.device != self.weight.device:
+            self.mask = self.mask.to(self.weight.device)
+        return self.mask
+
 
 def find_layers(model: nn.Module, patterns: Iterable[str] = (ENCODER_LINEARS,)) -> list[PrunableLayer]:
     """Linear layers whose qualified names match any of the regular expressions."""
@@ -99,7 +105,7 @@ class Pruner:
 
     @staticmethod
     def _grad_masker(layer: PrunableLayer):  # type: ignore[no-untyped-def]
-        return lambda grad: grad * layer.mask
+        return lambda grad: grad * layer.synced_mask()
 
     def remove_hooks(self) -> None:
         """Stop masking gradients (after training)."""
@@ -111,7 +117,7 @@ class Pruner:
     def apply_masks(self) -> None:
         """Zero every pruned weight."""
         for layer in self.layers:
-            layer.weight.mul_(layer.mask)
+            layer.weight.mul_(layer.synced_mask())
 
     @torch.no_grad()
     def masks_from_weights(self) -> None:
@@ -130,6 +136,8 @@ class Pruner:
 
         Samples are consumed as they come, so they need not all be held in memory.
         """
+        for layer in self.layers:
+            layer.synced_mask()
         if self.scorer == "obs":
             if gradients is None:
                 raise ValueError("the OBS scorer needs gradient samples")
@@ -154,7 +162,9 @@ class Pruner:
         if count == 0:
             raise ValueError("no gradient samples")
         fishers = {
-            layer.name: BlockFisherInverse(layer.weight.numel(), self.block_size, count, self.damp, self.fisher_dtype)
+            layer.name: BlockFisherInverse(
+                layer.weight.numel(), self.block_size, count, self.damp, self.fisher_dtype, layer.weight.device
+            )
             for layer in self.layers
         }
         chunk: list[Gradients] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -125,3 +127,24 @@ def test_final_evaluation_is_the_one_logged_at_the_last_step() -> None:
     assert final_evaluation(trainer(logged, 10)) == {"f1": 0.8}
     assert final_evaluation(trainer(logged, 12)) is None  # evaluated before the last step: stale
     assert final_evaluation(trainer(logged[:1], 10)) is None
+
+
+def test_training_and_export_run_as_separate_stages(dense_dir: Path, tmp_path: Path) -> None:
+    """The training stage (a GPU machine's part) stops at trained/; the export stage picks up its record."""
+    run = tmp_path / "staged"
+    config = _config(tiny_recipe(), dense_dir, run)
+    assert compress(replace(config, stage="train")) is None
+    assert (run / "trained" / "model.safetensors").is_file() and not (run / "model").exists()
+    result = json.loads((run / "training_result.json").read_text())
+    card = compress(replace(config, stage="export", command="oberta compress --stage export"))
+    assert card is not None and card.precision == "int8"
+    assert {k: card.metrics[k] for k in result["metrics"]} == result["metrics"]
+    assert card.build["pruning_history"] == result["build"]["pruning_history"]
+    assert card.build["export_command"] == "oberta compress --stage export"
+    assert card.sparsity == pytest.approx(0.8, abs=0.01)
+
+
+def test_export_stage_needs_a_finished_training_stage(dense_dir: Path, tmp_path: Path) -> None:
+    config = _config(tiny_recipe(), dense_dir, tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="--stage train"):
+        compress(replace(config, stage="export"))
