@@ -2,6 +2,7 @@
 
 The exporter is TorchScript-based (``dynamo=False``) at opset 14 with eager attention: that graph keeps
 DeepSparse on its fast path (newer opsets' LayerNormalization and SDPA attention push ops off it).
+The attention mask is rewritten to its [batch, 1, 1, key] form (service/engines/attention_mask.py).
 Every export is checked against the PyTorch model's outputs.
 """
 
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compression.tasks import TaskName, task_for
 from service.card import ModelCard, QuestionAnsweringSettings, save_card
+from service.engines.attention_mask import simplify_attention_mask
 
 log = logging.getLogger(__name__)
 OPSET = 14
@@ -77,7 +80,7 @@ def export_onnx(
         axes[name] = {0: "batch", 1: "sequence"} if spec.per_token else {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
-            _NamedOutputs(model, input_names, spec.output_names),
+            _NamedOutputs(model, input_names, spec.output_names).eval(),  # the exporter restores this mode after
             args,
             str(path),
             input_names=input_names,
@@ -87,6 +90,9 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
+    exported = onnx.load(str(path))
+    if simplify_attention_mask(exported):
+        onnx.save(exported, str(path))
     return input_names
 
 

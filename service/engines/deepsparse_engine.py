@@ -1,7 +1,8 @@
 """DeepSparse engine: one compiled engine per (batch size, sequence length) bucket, inputs padded up to a bucket.
 
 DeepSparse compiles for static shapes, and `compile_model(..., input_shapes=...)` rewrites the ONNX file in place,
-so every compilation works on a private copy in a temporary directory.
+so every compilation works on a private copy in a temporary directory (where an older export's attention mask is
+also rewritten to the form DeepSparse fuses).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import onnx
 
+from service.engines.attention_mask import simplify_attention_mask
 from service.engines.base import EngineOptions
 from service.engines.buckets import checked_buckets, default_sequence_buckets, fitting_bucket, pad_2d
 
@@ -48,6 +51,14 @@ def deepsparse_support() -> tuple[bool, str]:
     return True, f"deepsparse {deepsparse.__version__} supports this CPU (isa {arch.isa}, vnni {arch.vnni})"
 
 
+def _simplify_graph(path: Path) -> None:
+    """Give files exported before the attention-mask rewrite its leaner mask (same outputs, all ops supported)."""
+    model = onnx.load(str(path))
+    if simplify_attention_mask(model):
+        onnx.save(model, str(path))
+        logger.info("%s: attention mask rewritten to [batch, 1, 1, key] for DeepSparse", path.name)
+
+
 class DeepSparseEngine:
     """Runs an ONNX file with DeepSparse, compiled for a grid of batch sizes and sequence lengths."""
 
@@ -64,6 +75,7 @@ class DeepSparseEngine:
         with tempfile.TemporaryDirectory(prefix="oberta-deepsparse-") as tmp:
             copy = Path(tmp) / Path(path).name
             shutil.copyfile(path, copy)
+            _simplify_graph(copy)
             for batch in self._batch_buckets:
                 for length in self._sequence_buckets:
                     logger.debug("compiling %s for batch %d, sequence %d", path, batch, length)
