@@ -33,7 +33,7 @@ serve: setup-serve
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy oberta service compression benchmarks
+	$(BIN)/mypy oberta service compression benchmarks tools
 
 test: lint
 	$(BIN)/python -m pytest -q tests

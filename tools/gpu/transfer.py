@@ -21,7 +21,7 @@ import tarfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load, load_file, save, save_file
 
 PART_BYTES = 15_000_000
 WEIGHTS = "model.safetensors"
@@ -104,7 +104,7 @@ def unpack(stem: Path, base_dir: Path, trained: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
     base = _base_weights(base_dir)
-    weights = {k: v for k, v in _load_bytes(members.pop(WEIGHTS)).items()}
+    weights = dict(load(members.pop(WEIGHTS)))
     for key, base_key in json.loads(members.pop(DROPPED)).items():
         weights[key] = base[base_key].clone()
     save_file(weights, str(trained / WEIGHTS))
@@ -113,12 +113,6 @@ def unpack(stem: Path, base_dir: Path, trained: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
     print(f"unpacked {len(weights)} tensors into {trained}")
-
-
-def _load_bytes(data: bytes) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
-    return load(data)
 
 
 def main() -> int:
