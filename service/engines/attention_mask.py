@@ -97,5 +97,5 @@ def simplify_attention_mask(model: onnx.ModelProto) -> bool:
     for offset, node in enumerate(nodes):
         graph.node.insert(position + offset, node)
     removed = _prune_dead_nodes(graph)
-    log.info("attention mask: [batch, 1, query, key] subgraph (%d nodes) replaced by [batch, 1, 1, key]", removed)
+    log.debug("attention mask: [batch, 1, query, key] subgraph (%d nodes) replaced by [batch, 1, 1, key]", removed)
     return True
