@@ -149,6 +149,21 @@ def test_exact_target_sparsity(scorer: str, scope: str, group: int) -> None:
     assert torch.count_nonzero(model.head.weight) == model.head.weight.numel(), "the head stays dense"
 
 
+def test_masks_follow_the_model_to_another_device() -> None:
+    """The Trainer moves the model after the pruner is built (to a GPU); masks, gradient hooks and the Fisher
+    inverses must follow. The meta device stands in for the GPU here: it checks devices, not values."""
+    model = _Encoder()
+    pruner = Pruner(_layers(model), scorer="obs", block_size=8, damp=1e-4)
+    model.to("meta")
+    pruner.apply_masks()
+    assert all(layer.mask.device.type == "meta" for layer in pruner.layers)
+    loss = model.head(model.second(model.first(torch.randn(4, 16, device="meta")))).sum()
+    loss.backward()  # runs the gradient-masking hooks on the moved weights
+    assert all(layer.weight.grad is not None and layer.weight.grad.device.type == "meta" for layer in pruner.layers)
+    finv = BlockFisherInverse(12 * 16, 8, 4, 1e-4, device="meta")
+    assert finv.inverse.device.type == "meta" and finv.blocks(torch.zeros(12 * 16)).device.type == "meta"
+
+
 def test_masks_are_kept_through_training_steps() -> None:
     torch.manual_seed(0)
     model = _Encoder()
