@@ -35,7 +35,7 @@ pack_run() {
   local run=$1 stem=$2 source
   source=$run/trained
   if [ ! -f "$run/training_result.json" ]; then
-    source=$(ls -d "$run"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1)
+    source=$(ls -d "$run"/checkpoint-* 2>/dev/null | sort -V | tail -1)
     stem=$stem-partial
   fi
   [ -n "$source" ] && python3 tools/gpu/transfer.py pack "$source" "$BASE" "$OUT/$stem"
