@@ -135,15 +135,15 @@ def compress(config: CompressConfig) -> ModelCard | None:
     """
     if config.threads:
         torch.set_num_threads(config.threads)
-    if config.stage in ("all", "train"):
-        train_student(config)
-    if config.stage == "train":
-        return None
-    return export_student(config)
+    if config.stage == "export":
+        return export_student(config)
+    student, prepared = train_student(config)
+    return export_student(config, student, prepared) if config.stage == "all" else None
 
 
-def train_student(config: CompressConfig) -> dict[str, Any]:
-    """Prune with distillation (resuming from the newest checkpoint), save ``trained/`` and the training result."""
+def train_student(config: CompressConfig) -> tuple[PreTrainedModel, _Prepared]:
+    """Prune with distillation (resuming from the newest checkpoint), save ``trained/`` and the training result;
+    returns the trained student and the prepared data, for an export in the same run."""
     started = time.time()
     recipe = config.recipe
     task = task_for(config.data.task)
@@ -185,13 +185,18 @@ def train_student(config: CompressConfig) -> dict[str, Any]:
         "training_device": str(student.device),
         "training_wall_clock_seconds": round(time.time() - started),
     }
-    result = {"metrics": metrics, "build": build}
-    (output / TRAINING_RESULT).write_text(json.dumps(result, indent=2))
-    return result
+    (output / TRAINING_RESULT).write_text(json.dumps({"metrics": metrics, "build": build}, indent=2))
+    return student, prepared
 
 
-def export_student(config: CompressConfig) -> ModelCard:
-    """Export, quantize and evaluate the ``trained/`` model of a finished training stage; returns its card."""
+def export_student(
+    config: CompressConfig, student: PreTrainedModel | None = None, prepared: _Prepared | None = None
+) -> ModelCard:
+    """Export, quantize and evaluate the ``trained/`` model of a finished training stage; returns its card.
+
+    ``student`` and ``prepared`` come from a training stage in the same run; without them ``trained/`` is loaded
+    and the data prepared again.
+    """
     started = time.time()
     output = Path(config.output_dir)
     trained_dir, result_path = output / TRAINED, output / TRAINING_RESULT
@@ -201,8 +206,9 @@ def export_student(config: CompressConfig) -> ModelCard:
     result = json.loads(result_path.read_text())
     recipe = config.recipe
     task = task_for(config.data.task)
-    student = task.load_model(str(trained_dir))
-    prepared = _prepare(config, str(trained_dir), student)
+    if student is None or prepared is None:
+        student = task.load_model(str(trained_dir))
+        prepared = _prepare(config, str(trained_dir), student)
     metrics, build = result["metrics"], result["build"]
     if config.stage == "export":
         build["export_command"] = config.command

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compression.tasks import TaskName, task_for
 from service.card import ModelCard, QuestionAnsweringSettings, save_card
-from service.engines.attention_mask import simplify_attention_mask
+from service.engines.attention_mask import simplify_attention_mask_file
 
 log = logging.getLogger(__name__)
 OPSET = 14
@@ -90,9 +89,7 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    exported = onnx.load(str(path))
-    if simplify_attention_mask(exported):
-        onnx.save(exported, str(path))
+    simplify_attention_mask_file(path)
     return input_names
 
 

@@ -10,6 +10,7 @@ values after broadcasting, a fraction of the work, and a shape DeepSparse fuses 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -76,26 +77,34 @@ def simplify_attention_mask(model: onnx.ModelProto) -> bool:
     if found is None:
         return False
     mask, fill = found
-    prefix = PREFIX
     graph.initializer.extend([
-        numpy_helper.from_array(np.array([1, 2], dtype=np.int64), f"{prefix}/axes"),
-        numpy_helper.from_array(np.array(0.0, dtype=np.float32), f"{prefix}/kept"),
-        numpy_helper.from_array(np.array(fill, dtype=np.float32), f"{prefix}/fill"),
+        numpy_helper.from_array(np.array([1, 2], dtype=np.int64), f"{PREFIX}/axes"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), f"{PREFIX}/kept"),
+        numpy_helper.from_array(np.array(fill, dtype=np.float32), f"{PREFIX}/fill"),
     ])
     nodes = [
-        helper.make_node("Cast", [MASK_INPUT], [f"{prefix}/bool"], name=f"{prefix}/Cast", to=onnx.TensorProto.BOOL),
-        helper.make_node("Unsqueeze", [f"{prefix}/bool", f"{prefix}/axes"], [f"{prefix}/bool4d"],
-                         name=f"{prefix}/Unsqueeze"),
-        helper.make_node("Where", [f"{prefix}/bool4d", f"{prefix}/kept", f"{prefix}/fill"], [f"{prefix}/additive"],
-                         name=f"{prefix}/Where"),
+        helper.make_node("Cast", [MASK_INPUT], [f"{PREFIX}/bool"], name=f"{PREFIX}/Cast", to=onnx.TensorProto.BOOL),
+        helper.make_node("Unsqueeze", [f"{PREFIX}/bool", f"{PREFIX}/axes"], [f"{PREFIX}/bool4d"],
+                         name=f"{PREFIX}/Unsqueeze"),
+        helper.make_node("Where", [f"{PREFIX}/bool4d", f"{PREFIX}/kept", f"{PREFIX}/fill"], [f"{PREFIX}/additive"],
+                         name=f"{PREFIX}/Where"),
     ]
     for node in graph.node:
         for index, name in enumerate(node.input):
             if name == mask:
-                node.input[index] = f"{prefix}/additive"
-    position = next(i for i, node in enumerate(graph.node) if f"{prefix}/additive" in node.input)
+                node.input[index] = f"{PREFIX}/additive"
+    position = next(i for i, node in enumerate(graph.node) if f"{PREFIX}/additive" in node.input)
     for offset, node in enumerate(nodes):
         graph.node.insert(position + offset, node)
     removed = _prune_dead_nodes(graph)
     log.debug("attention mask: [batch, 1, query, key] subgraph (%d nodes) replaced by [batch, 1, 1, key]", removed)
+    return True
+
+
+def simplify_attention_mask_file(path: Path) -> bool:
+    """:func:`simplify_attention_mask` on an ONNX file, rewritten in place only when it changed."""
+    model = onnx.load(str(path))
+    if not simplify_attention_mask(model):
+        return False
+    onnx.save(model, str(path))
     return True

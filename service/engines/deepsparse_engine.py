@@ -19,9 +19,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import onnx
 
-from service.engines.attention_mask import simplify_attention_mask
+from service.engines.attention_mask import simplify_attention_mask_file
 from service.engines.base import EngineOptions
 from service.engines.buckets import checked_buckets, default_sequence_buckets, fitting_bucket, pad_2d
 
@@ -51,14 +50,6 @@ def deepsparse_support() -> tuple[bool, str]:
     return True, f"deepsparse {deepsparse.__version__} supports this CPU (isa {arch.isa}, vnni {arch.vnni})"
 
 
-def _simplify_graph(path: Path) -> None:
-    """Give files exported before the attention-mask rewrite its leaner mask (same outputs, all ops supported)."""
-    model = onnx.load(str(path))
-    if simplify_attention_mask(model):
-        onnx.save(model, str(path))
-        logger.info("%s: attention mask rewritten to [batch, 1, 1, key] for DeepSparse", path.name)
-
-
 class DeepSparseEngine:
     """Runs an ONNX file with DeepSparse, compiled for a grid of batch sizes and sequence lengths."""
 
@@ -75,7 +66,8 @@ class DeepSparseEngine:
         with tempfile.TemporaryDirectory(prefix="oberta-deepsparse-") as tmp:
             copy = Path(tmp) / Path(path).name
             shutil.copyfile(path, copy)
-            _simplify_graph(copy)
+            if simplify_attention_mask_file(copy):  # a file exported before the rewrite: same outputs, faster
+                logger.info("%s: attention mask rewritten to [batch, 1, 1, key] for DeepSparse", copy.name)
             for batch in self._batch_buckets:
                 for length in self._sequence_buckets:
                     logger.debug("compiling %s for batch %d, sequence %d", path, batch, length)

@@ -21,7 +21,7 @@ DEEPSPARSE_USABLE, DEEPSPARSE_REASON = deepsparse_support()
 
 def _raw_export(tmp_path: Path, arch: str, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.nn.Module, Path]:
     """An export as transformers writes it, without the rewrite."""
-    monkeypatch.setattr(export, "simplify_attention_mask", lambda model: False)
+    monkeypatch.setattr(export, "simplify_attention_mask_file", lambda path: False)
     model, path = tiny_classifier(arch), tmp_path / f"{arch}-raw.onnx"
     export.export_onnx(model, tiny_tokenizer(arch), path)
     return model, path
