@@ -80,7 +80,7 @@ def quantize_for_engine(
         BatchReader(batches),
         quant_format=QuantFormat.QOperator,
         op_types_to_quantize=["MatMul", "Gather"],
-        per_channel=False,
+        per_channel=settings.per_channel,
         activation_type=QuantType.QUInt8,
         weight_type=WEIGHT_TYPES[engine],
         calibrate_method=CALIBRATION_METHODS[calibration_method],

@@ -85,6 +85,29 @@ def test_keep_fp32_leaves_the_matching_layers_in_float(sparse_fp32: Path, tmp_pa
     assert measured["matrices"] == 12 and 0.75 <= measured["sparsity"] < 0.76
 
 
+@pytest.mark.parametrize("engine", ["deepsparse", "onnxruntime"])
+def test_per_channel_gives_each_output_column_its_weight_scale(sparse_fp32: Path, tmp_path: Path,
+                                                               engine: str) -> None:
+    settings = QuantizationRecipe.model_validate({}).for_engine(engine).model_copy(update={"per_channel": True})
+    out = quantize_for_engine(sparse_fp32, tmp_path / "per-channel.onnx", engine, _calibration(), settings=settings)
+    graph = onnx.load(str(out)).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    scales = []  # (weight, the scale its product's result is multiplied by)
+    for node in graph.node:
+        if node.op_type == "QLinearMatMul" and node.input[3] in initializers:
+            scales.append((initializers[node.input[3]], initializers[node.input[4]]))
+        elif node.op_type == "MatMulInteger" and node.input[1] in initializers:
+            scales.append((initializers[node.input[1]], initializers[f"{node.name.removesuffix('_integer')}_rescale"]))
+    assert len(scales) == 12
+    assert all(scale.shape == (weight.shape[1],) for weight, scale in scales)
+    assert len({float(v) for _, scale in scales for v in scale}) > 12  # columns really differ
+    assert 0.75 <= weight_sparsity(out)["sparsity"] < 0.76
+    batch = _calibration(9)[1]
+    got, expected = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, batch)[0]
+                     for p in (out, sparse_fp32))
+    np.testing.assert_allclose(got, expected, atol=0.05)
+
+
 def _product_graph(b_constant: bool = False, consumer: str = "DequantizeLinear") -> onnx.ModelProto:
     """QuantizeLinear(a) and b (a quantized weight, or QuantizeLinear of an activation) → QLinearMatMul →
     ``consumer``: the pattern of a weight layer or of an attention product."""
