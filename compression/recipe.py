@@ -101,7 +101,7 @@ class EngineQuantization(_Strict):
     per_channel: bool = Field(
         False,
         description="one weight scale per output column instead of one per matrix (finer weights; DeepSparse "
-        "keeps it on its fast path, about a tenth slower on a MiniLM-shaped model)",
+        "keeps it on its fast path)",
     )
 
 
