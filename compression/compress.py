@@ -210,8 +210,9 @@ def export_student(
         student = task.load_model(str(trained_dir))
         prepared = _prepare(config, str(trained_dir), student)
     metrics, build = result["metrics"], result["build"]
-    if config.stage == "export":
+    if config.stage == "export":  # quantization happens in this stage: record the settings it used
         build["export_command"] = config.command
+        build["recipe_settings"]["quantization"] = recipe.quantization.model_dump(mode="json")
     model_dir = Path(config.model_dir) if config.model_dir else output / "model"
     card = export_model_dir(
         student, prepared.tokenizer, model_dir, config.name, recipe.training.max_length, metrics, build,

@@ -136,8 +136,11 @@ def test_training_and_export_run_as_separate_stages(dense_dir: Path, tmp_path: P
     assert compress(replace(config, stage="train")) is None
     assert (run / "trained" / "model.safetensors").is_file() and not (run / "model").exists()
     result = json.loads((run / "training_result.json").read_text())
-    card = compress(replace(config, stage="export", command="oberta compress --stage export"))
+    per_column = config.recipe.model_copy(deep=True)
+    per_column.quantization.deepsparse.per_channel = True  # a setting changed between the stages
+    card = compress(replace(config, recipe=per_column, stage="export", command="oberta compress --stage export"))
     assert card is not None and card.precision == "int8"
+    assert card.build["recipe_settings"]["quantization"]["deepsparse"]["per_channel"] is True
     assert {k: card.metrics[k] for k in result["metrics"]} == result["metrics"]
     assert card.build["pruning_history"] == result["build"]["pruning_history"]
     assert card.build["export_command"] == "oberta compress --stage export"
