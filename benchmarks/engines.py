@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.artifacts import SHAPES, Artifacts, build_artifacts
-from service.engines.base import Engine, EngineOptions
+from service.runtime.engines.base import Engine, EngineOptions
 
 log = logging.getLogger(__name__)
 Runner = Callable[[dict[str, np.ndarray]], object]
@@ -66,12 +66,12 @@ def _torch_runner(model: torch.nn.Module) -> Runner:
 
 def _load_engine(engine: str, path: Path, batch_size: int, length: int, threads: int | None) -> Engine:
     if engine == "deepsparse":
-        from service.engines.deepsparse_engine import DeepSparseEngine
+        from service.runtime.engines.deepsparse_engine import DeepSparseEngine
 
         options = EngineOptions(max_length=length, max_batch_size=batch_size, threads=threads,
                                 sequence_buckets=(length,), batch_buckets=(batch_size,))
         return DeepSparseEngine(path, options)
-    from service.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     return OnnxRuntimeEngine(path, threads=threads)
 

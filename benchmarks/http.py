@@ -33,10 +33,10 @@ import yaml
 
 from benchmarks.http_load import Protocol, inference_path, post_requests, request_bodies, sweep
 from benchmarks.report import machine
-from service.card import load_card
-from service.config import Endpoint, EndpointConfig, Settings
-from service.engines import load_engine
-from service.loading import load_model
+from service.runtime.card import load_card
+from service.runtime.config import Endpoint, EndpointConfig, Settings
+from service.runtime.engines import load_engine
+from service.runtime.loading import load_model
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SUBJECTS = ("the film", "this movie", "the plot", "the acting", "the soundtrack", "the director's latest work",

@@ -92,7 +92,7 @@ def chart(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> No
 
 def record_speed(model_dir: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     """Store the MiniLM-shape results (the shipped model and its dense references) in the model's card."""
-    from service.card import load_card, save_card
+    from service.runtime.card import load_card, save_card
 
     card = load_card(model_dir)
     card.metrics["speed"] = {

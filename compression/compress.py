@@ -31,7 +31,7 @@ from compression.recipe import Recipe
 from compression.tasks import CompressionTask, DataConfig, Evaluation, PreparedData, task_for
 from compression.training import DistillationTrainer, final_evaluation, freeze_embeddings
 from compression.training import last_checkpoint as find_last_checkpoint
-from service.card import ModelCard, load_card, save_card
+from service.runtime.card import ModelCard, load_card, save_card
 
 log = logging.getLogger(__name__)
 FP32_ONNX = "model.fp32.onnx"

@@ -2,7 +2,7 @@
 
 The exporter is TorchScript-based (``dynamo=False``) at opset 14 with eager attention: that graph keeps
 DeepSparse on its fast path (newer opsets' LayerNormalization and SDPA attention push ops off it).
-The attention mask is rewritten to its [batch, 1, 1, key] form (service/engines/attention_mask.py).
+The attention mask is rewritten to its [batch, 1, 1, key] form (service/runtime/graph/attention_mask.py).
 Every export is checked against the PyTorch model's outputs.
 """
 
@@ -18,8 +18,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compression.tasks import TaskName, task_for
-from service.card import ModelCard, QuestionAnsweringSettings, save_card
-from service.engines.attention_mask import simplify_attention_mask_file
+from service.runtime.card import ModelCard, QuestionAnsweringSettings, save_card
+from service.runtime.graph.attention_mask import simplify_attention_mask_file
 
 log = logging.getLogger(__name__)
 OPSET = 14

@@ -18,7 +18,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_task_argument(parser: argparse.ArgumentParser) -> None:
-    from service.card import Task
+    from service.runtime.card import Task
 
     parser.add_argument("--task", choices=get_args(Task), default="text-classification",
                         help="text-classification (texts or pairs), question-answering (SQuAD v1.1 JSON) or "
@@ -99,7 +99,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from service.server import serve
+    from service.api.server import serve
 
     serve(host=args.host, port=args.port, config_path=args.config, models_dir=args.models_dir)
     return 0
@@ -207,7 +207,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from compression.export import export_model_dir
     from compression.finetune import TRAINING_INFO
     from compression.tasks import task_for
-    from service.card import QuestionAnsweringSettings
+    from service.runtime.card import QuestionAnsweringSettings
 
     model = task_for(args.task).load_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -247,7 +247,7 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
 
     from benchmarks.engines import run_benchmark
     from benchmarks.report import machine, record_speed, speedups, write_reports
-    from service.card import load_card
+    from service.runtime.card import load_card
 
     sparse_files = None
     if args.model:

@@ -148,7 +148,7 @@ def make_tiny_model_dir(tmp_path: Path, arch: str = "bert", num_labels: int = 2,
 def make_tiny_question_answering_dir(tmp_path: Path, name: str = "tiny-qa", max_length: int = 32) -> Path:
     """A served question-answering directory: a tiny random BERT over the sub-word tokenizer, short windows."""
     from compression.export import export_model_dir
-    from service.card import QuestionAnsweringSettings
+    from service.runtime.card import QuestionAnsweringSettings
 
     tokenizer = tiny_subword_tokenizer()
     model = tiny_question_answering(vocab_size=len(tokenizer.get_vocab()))

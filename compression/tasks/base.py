@@ -10,8 +10,8 @@ import numpy as np
 from tokenizers import Encoding
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
-from service.card import QuestionAnsweringSettings
-from service.card import Task as TaskName
+from service.runtime.card import QuestionAnsweringSettings
+from service.runtime.card import Task as TaskName
 
 Features = list[dict[str, Any]]
 Rows = Sequence[Sequence[np.ndarray]]  # per feature, its row of every model output

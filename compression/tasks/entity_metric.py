@@ -1,14 +1,14 @@
 """Entity-level precision, recall and F1 over IOB2 tag sequences: an entity counts when its span and type both match.
 
-Entities are read from word tags with the server's own rule (`service.tasks.token_classification.entity_chunks`), so
-the metric measures exactly what the server returns.
+Entities are read from word tags with the server's own rule
+(`service.runtime.tasks.token_classification.entity_chunks`), so the metric measures exactly what the server returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.tasks.token_classification import entity_chunks
+from service.runtime.tasks.token_classification import entity_chunks
 
 
 def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str | None]]) -> dict[str, float]:

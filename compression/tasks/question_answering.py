@@ -36,7 +36,7 @@ from compression.tasks.base import (
     pick_inputs,
 )
 from compression.tasks.squad_metric import squad_scores
-from service.tasks.question_answering import QuestionWindows, Span, best_spans, context_tokens, window_spans
+from service.runtime.tasks.question_answering import QuestionWindows, Span, best_spans, context_tokens, window_spans
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from compression.tasks.base import (
     pick_inputs,
 )
 from compression.tasks.entity_metric import entity_scores
-from service.tasks.token_classification import check_tags, first_tokens, word_spans
+from service.runtime.tasks.token_classification import check_tags, first_tokens, word_spans
 
 IGNORED = -100
 DOCUMENT_START = "-DOCSTART-"

@@ -20,7 +20,7 @@ from compression.pruning.callback import PruningCallback
 from compression.quantize import weight_sparsity
 from compression.recipe import Recipe
 from compression.training import final_evaluation
-from service.card import load_card
+from service.runtime.card import load_card
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

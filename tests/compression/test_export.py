@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer
 
 from compression.export import OPSET, export_model_dir
-from service.card import load_card
+from service.runtime.card import load_card
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
 
 

@@ -16,8 +16,8 @@ from compression.export import export_onnx
 from compression.pruning.pruner import Pruner, find_layers
 from compression.quantize import integer_matmuls, quantize_for_engine, weight_sparsity
 from compression.recipe import EngineQuantization, QuantizationRecipe
-from service.engines.base import EngineOptions
-from service.engines.deepsparse_engine import deepsparse_support
+from service.runtime.engines.base import EngineOptions
+from service.runtime.engines.deepsparse_engine import deepsparse_support
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
 
 DEEPSPARSE_USABLE, DEEPSPARSE_REASON = deepsparse_support()
@@ -187,7 +187,7 @@ def test_int8_attention_quantizes_both_attention_products(sparse_fp32: Path, tmp
 
 @needs_deepsparse
 def test_deepsparse_runs_its_int8_file_like_onnxruntime(sparse_fp32: Path, tmp_path: Path) -> None:
-    from service.engines.deepsparse_engine import DeepSparseEngine
+    from service.runtime.engines.deepsparse_engine import DeepSparseEngine
 
     path = quantize_for_engine(sparse_fp32, tmp_path / "int8.onnx", "deepsparse", _calibration())
     engine = DeepSparseEngine(path, EngineOptions(max_length=16, max_batch_size=4, threads=1,

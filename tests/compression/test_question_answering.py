@@ -14,7 +14,7 @@ from compression.tasks import DataConfig, task_for
 from compression.tasks.question_answering import QAExample, answer_tokens, load_squad
 from compression.tasks.squad_metric import exact_match, normalize_answer, squad_scores, token_f1
 from compression.training import distillation_loss, output_distillation_loss
-from service.tasks.question_answering import QuestionWindows, context_tokens
+from service.runtime.tasks.question_answering import QuestionWindows, context_tokens
 from tests.tiny_models import tiny_subword_tokenizer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

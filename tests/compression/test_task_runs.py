@@ -14,10 +14,10 @@ from compression.quantize import weight_sparsity
 from compression.recipe import Recipe
 from compression.tasks import DataConfig
 from oberta.cli import main
-from service.card import QuestionAnsweringSettings, load_card
-from service.engines.onnxruntime_engine import OnnxRuntimeEngine
-from service.tasks import PredictOptions, build_task
-from service.tasks.encoding import load_tokenizer
+from service.runtime.card import QuestionAnsweringSettings, load_card
+from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+from service.runtime.tasks import PredictOptions, build_task
+from service.runtime.tasks.encoding import load_tokenizer
 from tests.tiny_models import tiny_question_answering, tiny_subword_tokenizer, tiny_token_classifier
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -90,7 +90,7 @@ def test_serve_imports_only_copied_packages_and_no_torch() -> None:
         "sys.modules['torch'] = None\n"  # any `import torch` fails, as in the image
         "from oberta.cli import build_parser\n"
         "build_parser()\n"
-        "import service.server, service.engines\n"
+        "import service.api.server, service.runtime.engines\n"
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(PROJECT_PACKAGES)!r}))))\n"
         "print(json.dumps(sorted(m for m in ('transformers', 'accelerate') if m in sys.modules)))\n"
     )

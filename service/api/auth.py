@@ -1,0 +1,52 @@
+"""Optional API-key auth: `Authorization: Bearer <key>` when the server has an api_key.
+
+Inference and model routes always need the key when one is set; health routes and /metrics only when the
+auth_health and auth_metrics settings say so. OpenAPI docs stay open.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.runtime.config import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="the server's API key (OBERTA_API_KEY)")
+
+
+def _check(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    if settings.api_key is None:
+        return
+    expected = settings.api_key.get_secret_value().encode()
+    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
+        reason = "missing" if credentials is None else "invalid"
+        raise HTTPException(401, f"{reason} API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.service.settings
+    return settings
+
+
+def require_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> None:
+    """Dependency of inference and model routes."""
+    _check(_settings(request), credentials)
+
+
+async def require_health_key(request: Request) -> None:
+    """Dependency of health routes: checks the key only under auth_health (not marked as secured in OpenAPI)."""
+    settings = _settings(request)
+    if settings.auth_health:
+        _check(settings, await _bearer(request))
+
+
+async def require_metrics_key(request: Request) -> None:
+    """Dependency of /metrics: checks the key only under auth_metrics (not marked as secured in OpenAPI)."""
+    settings = _settings(request)
+    if settings.auth_metrics:
+        _check(settings, await _bearer(request))

@@ -1,6 +1,0 @@
-"""Inference engines: ONNX Runtime and DeepSparse behind one small protocol."""
-
-from service.engines.base import Engine, EngineOptions
-from service.engines.registry import ENGINES, EngineFactory, choose_engine, load_engine
-
-__all__ = ["ENGINES", "Engine", "EngineFactory", "EngineOptions", "choose_engine", "load_engine"]

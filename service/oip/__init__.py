@@ -1,6 +1,0 @@
-"""The Open Inference Protocol (KServe v2) REST API beside the v1 routes, binary tensor data extension included."""
-
-from service.oip.codec import HEADER_LENGTH
-from service.oip.routes import health_router, infer_router, models_router
-
-__all__ = ["HEADER_LENGTH", "health_router", "infer_router", "models_router"]

@@ -1,0 +1,257 @@
+"""Server settings (environment variables `OBERTA_*`) and the optional YAML file listing the endpoints.
+
+With no config file, every directory under `models_dir` that holds a `model.yaml` is served with defaults.
+A config file looks like::
+
+    endpoints:
+      - model_dir: models/sst2-pruned     # relative to the config file's directory
+        name: sst2                        # default: the card's name
+        engine: auto                      # auto | deepsparse | onnxruntime
+        max_batch_size: 16
+        max_wait_ms: 5
+        max_queue_items: 256              # default: the server's max_queue_items
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from service.runtime.card import CARD_FILE, ModelCard, load_card
+
+ENV_PREFIX = "OBERTA_"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+EngineChoice = Literal["auto", "deepsparse", "onnxruntime"]
+Truncation = Literal["truncate", "reject"]
+
+
+class Settings(BaseModel):
+    """Server-wide settings; each field can be set by the environment variable OBERTA_<FIELD NAME IN CAPITALS>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models_dir: Path = Field(
+        default=Path("models"),
+        description="directory whose subdirectories holding a model.yaml are served when no config file is given "
+        "(relative to the working directory; OBERTA_MODELS_DIR)",
+    )
+    config: Path | None = Field(
+        default=None, description="YAML file listing the endpoints to serve; replaces discovery (OBERTA_CONFIG)"
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="engine threads per model unless an endpoint sets its own; default: every physical core "
+        "(OBERTA_THREADS)",
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="largest request body; larger ones get 413 (OBERTA_MAX_BODY_BYTES)"
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest time an inference request may take from admission to answer; then 504 "
+        "(OBERTA_REQUEST_TIMEOUT_S)",
+    )
+    max_queue_items: int = Field(
+        default=256,
+        ge=1,
+        description="per model, most inputs admitted and not yet answered unless an endpoint sets its own; "
+        "a request that would exceed it is refused at once with overload_status (OBERTA_MAX_QUEUE_ITEMS)",
+    )
+    overload_status: int = Field(
+        default=503, description="status of requests refused by a full queue: 503 or 429 (OBERTA_OVERLOAD_STATUS)"
+    )
+    retry_after_s: int = Field(
+        default=1,
+        ge=0,
+        description="Retry-After seconds sent with overload and shutdown refusals (OBERTA_RETRY_AFTER_S)",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="when set (and not empty), inference and model routes need `Authorization: Bearer <key>` "
+        "(OBERTA_API_KEY)",
+    )
+    auth_health: bool = Field(
+        default=False, description="also require the key on health routes (OBERTA_AUTH_HEALTH)"
+    )
+    auth_metrics: bool = Field(default=False, description="also require the key on /metrics (OBERTA_AUTH_METRICS)")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed by CORS, comma-separated in the environment; empty: CORS off "
+        "(OBERTA_CORS_ORIGINS)",
+    )
+    shutdown_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="after SIGTERM, seconds during which the server still accepts connections but answers 503 to "
+        "readiness and inference, so load balancers stop routing to it (OBERTA_SHUTDOWN_DELAY_S)",
+    )
+
+    @field_validator("overload_status", mode="before")
+    @classmethod
+    def _overload_status(cls, value: object) -> int:
+        if str(value).strip() not in ("429", "503"):
+            raise ValueError("overload_status must be 429 or 503")
+        return int(str(value))
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def shutdown_timeout_s(self) -> int:
+        """How long shutdown waits for requests in flight: their timeout plus a margin, in whole seconds."""
+        return math.ceil(self.request_timeout_s) + 5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from `OBERTA_*` environment variables; keyword overrides that are not None win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            variable = ENV_PREFIX + name.upper()
+            if variable in environ:
+                values[name] = environ[variable]
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls.model_validate(values)
+
+
+class EndpointConfig(BaseModel):
+    """How one model is served."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path = Field(description="model directory (model.yaml, ONNX, tokenizer.json)")
+    name: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="name in URLs (/v1/models/NAME/predict); default: the card's"
+    )
+    engine: EngineChoice = Field(
+        default="auto",
+        description="inference engine; auto picks DeepSparse when it imports and supports this CPU, else ONNX Runtime",
+    )
+    max_batch_size: int = Field(default=16, ge=1, description="most inputs per engine call")
+    max_wait_ms: float = Field(
+        default=5.0, ge=0, description="longest time the first waiting input waits for others to fill a batch"
+    )
+    max_inputs_per_request: int = Field(
+        default=64, ge=1, description="most inputs in one request; more are refused with 413"
+    )
+    max_queue_items: int | None = Field(
+        default=None,
+        ge=1,
+        description="most inputs admitted and not yet answered (tokenizing, waiting for a batch, in the engine); "
+        "a request that would exceed it is refused at once with 503 or 429 and Retry-After; "
+        "default: the server's max_queue_items",
+    )
+    truncation: Truncation = Field(
+        default="truncate",
+        description="inputs longer than the model's max_length are cut to it (truncate) or refused with 422 (reject)",
+    )
+    threads: int | None = Field(default=None, ge=1, description="engine threads; default: the server's threads setting")
+    sequence_buckets: list[int] | None = Field(
+        default=None,
+        description="DeepSparse only: sequence lengths compiled for, inputs are padded up to the nearest; "
+        "default: 32, 64, 128, ... below max_length, then max_length",
+    )
+    batch_buckets: list[int] | None = Field(
+        default=None,
+        description="DeepSparse only: batch sizes compiled for, batches are padded up to the nearest; "
+        "default: 1 and max_batch_size",
+    )
+
+
+class ServiceConfig(BaseModel):
+    """The YAML config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[EndpointConfig] = Field(min_length=1, description="the models to serve")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An endpoint resolved against its model directory: final name, absolute directory and card."""
+
+    name: str
+    model_dir: Path
+    card: ModelCard
+    config: EndpointConfig
+
+
+def load_config_file(path: str | Path) -> ServiceConfig:
+    """Read and validate a YAML config file; relative model directories are resolved against its directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must be a mapping with an 'endpoints' list")
+    config = ServiceConfig.model_validate(data)
+    base = path.resolve().parent
+    for endpoint in config.endpoints:
+        endpoint.model_dir = base / endpoint.model_dir
+    return config
+
+
+def discover_endpoints(models_dir: str | Path) -> list[EndpointConfig]:
+    """Default endpoints for every subdirectory of `models_dir` that holds a model card, sorted by directory."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise FileNotFoundError(f"models directory {models_dir} not found; pass --models-dir or --config")
+    found = [EndpointConfig(model_dir=path) for path in sorted(models_dir.iterdir()) if (path / CARD_FILE).is_file()]
+    if not found:
+        raise ValueError(f"no model directories (holding a {CARD_FILE}) under {models_dir}")
+    return found
+
+
+def resolve_endpoints(settings: Settings) -> list[Endpoint]:
+    """The endpoints to serve: from the config file when set, else discovered; cards read, names unique."""
+    if settings.config:
+        configs = load_config_file(settings.config).endpoints
+    else:
+        configs = discover_endpoints(settings.models_dir)
+    endpoints: dict[str, Endpoint] = {}
+    for config in configs:
+        model_dir = config.model_dir.resolve()
+        card = load_card(model_dir)
+        name = config.name or card.name
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ValueError(f"model name {name!r} of {model_dir} must be letters, digits, '.', '_' or '-'")
+        if name in endpoints:
+            raise ValueError(f"two endpoints are named {name!r} ({endpoints[name].model_dir} and {model_dir})")
+        check_model_files(name, model_dir, card)
+        queue = config.max_queue_items or settings.max_queue_items
+        if queue < config.max_inputs_per_request:
+            raise ValueError(
+                f"model {name!r}: max_queue_items {queue} is below max_inputs_per_request "
+                f"{config.max_inputs_per_request}, so the largest requests could never be admitted"
+            )
+        config = config.model_copy(update={"name": name, "model_dir": model_dir, "max_queue_items": queue})
+        endpoints[name] = Endpoint(name=name, model_dir=model_dir, card=card, config=config)
+    return list(endpoints.values())
+
+
+def check_model_files(name: str, model_dir: Path, card: ModelCard) -> None:
+    """Refuse to start when a file the card names is missing (a corrupt file is found when the model loads)."""
+    named = {f"{engine} model": file for engine, file in card.files.items()} | {"tokenizer": card.tokenizer}
+    for role, file in named.items():
+        if not (model_dir / file).is_file():
+            raise FileNotFoundError(f"model {name!r}: the {role} file {model_dir / file} named in its card is missing")

@@ -1,0 +1,116 @@
+"""DeepSparse engine: one compiled engine per (batch size, sequence length) bucket, inputs padded up to a bucket.
+
+DeepSparse compiles for static shapes, and `compile_model(..., input_shapes=...)` rewrites the ONNX file in place,
+so every compilation works on a private copy in a temporary directory (where an older export's attention mask is
+also rewritten to the form DeepSparse fuses).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from service.runtime.engines.base import EngineOptions
+from service.runtime.engines.buckets import checked_buckets, default_sequence_buckets, fitting_bucket, pad_2d
+from service.runtime.graph.attention_mask import simplify_attention_mask_file
+
+logger = logging.getLogger(__name__)
+
+
+def import_deepsparse() -> ModuleType:
+    """Import deepsparse without letting it import torch (it does so, when installed, for a benchmark helper only)."""
+    os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
+    block_torch = "torch" not in sys.modules
+    if block_torch:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+    try:
+        return importlib.import_module("deepsparse")
+    finally:
+        if block_torch:
+            del sys.modules["torch"]
+
+
+def deepsparse_support() -> tuple[bool, str]:
+    """Whether DeepSparse imports and supports this CPU, and why (not)."""
+    try:
+        deepsparse = import_deepsparse()
+        arch = deepsparse.cpu_architecture()
+    except Exception as exc:  # the binary import raises ImportError, OSError or others on unsupported systems
+        return False, f"deepsparse is unavailable ({type(exc).__name__}: {exc})"
+    return True, f"deepsparse {deepsparse.__version__} supports this CPU (isa {arch.isa}, vnni {arch.vnni})"
+
+
+class DeepSparseEngine:
+    """Runs an ONNX file with DeepSparse, compiled for a grid of batch sizes and sequence lengths."""
+
+    name = "deepsparse"
+
+    def __init__(self, path: str | Path, options: EngineOptions) -> None:
+        deepsparse = import_deepsparse()
+        self._batch_buckets = checked_buckets(options.batch_buckets or (1, options.max_batch_size), None, "batch")
+        self._sequence_buckets = checked_buckets(
+            options.sequence_buckets or default_sequence_buckets(options.max_length), options.max_length, "sequence"
+        )
+        self._threads = options.threads
+        self._engines: dict[tuple[int, int], Any] = {}
+        with tempfile.TemporaryDirectory(prefix="oberta-deepsparse-") as tmp:
+            copy = Path(tmp) / Path(path).name
+            shutil.copyfile(path, copy)
+            if simplify_attention_mask_file(copy):  # a file exported before the rewrite: same outputs, faster
+                logger.info("%s: attention mask rewritten to [batch, 1, 1, key] for DeepSparse", copy.name)
+            for batch in self._batch_buckets:
+                for length in self._sequence_buckets:
+                    logger.debug("compiling %s for batch %d, sequence %d", path, batch, length)
+                    self._engines[batch, length] = deepsparse.compile_model(
+                        str(copy), batch_size=batch, num_cores=options.threads, input_shapes=[[batch, length]]
+                    )
+        first = next(iter(self._engines.values()))
+        self._input_names: list[str] = list(first.input_names)
+        self._fraction = min(engine.fraction_of_supported_ops for engine in self._engines.values())
+        self._cpu = f"{first.cpu_avx_type}{' vnni' if first.cpu_vnni else ''}"
+
+    @property
+    def input_names(self) -> list[str]:
+        """ONNX input names, in the compiled engines' order."""
+        return list(self._input_names)
+
+    @property
+    def fraction_of_supported_ops(self) -> float:
+        """The smallest share of the network DeepSparse runs with its optimized kernels, over all buckets."""
+        return float(self._fraction)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one batch: split into chunks of the largest batch bucket, pad each up to its buckets, slice back."""
+        rows, length = inputs[self._input_names[0]].shape
+        sequence = fitting_bucket(self._sequence_buckets, length)
+        largest = self._batch_buckets[-1]
+        chunks: list[list[np.ndarray]] = []
+        for start in range(0, rows, largest):
+            count = min(largest, rows - start)
+            batch = fitting_bucket(self._batch_buckets, count)
+            padded = [pad_2d(inputs[name][start : start + count], batch, sequence) for name in self._input_names]
+            outputs = self._engines[batch, sequence].run(padded)
+            chunks.append([output[:count] for output in outputs])
+        if len(chunks) == 1:
+            return chunks[0]
+        return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+
+    def info(self) -> dict[str, Any]:
+        """Fraction of supported ops, compiled buckets, cores and CPU features."""
+        return {
+            "fraction_of_supported_ops": self.fraction_of_supported_ops,
+            "batch_buckets": list(self._batch_buckets),
+            "sequence_buckets": list(self._sequence_buckets),
+            "num_cores": self._threads or "all",
+            "cpu": self._cpu,
+        }

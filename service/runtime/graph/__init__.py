@@ -1,0 +1,1 @@
+"""Rewrites of exported ONNX graphs, shared by export (compression) and the engines (serving)."""

@@ -1,0 +1,71 @@
+"""Tokenizer set-up, length checks and batch padding shared by the text tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from service.runtime.config import Truncation
+from service.runtime.tasks.base import InputError
+
+PAD_TOKENS = ("[PAD]", "<pad>")
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TextInput = str | tuple[str, str]
+
+
+def load_tokenizer(path: str | Path, max_length: int, truncation: Truncation) -> tuple[Tokenizer, int]:
+    """A tokenizer that never pads and truncates to `max_length` only under `truncate`, plus its pad token id."""
+    tokenizer = Tokenizer.from_file(str(path))
+    padding = tokenizer.padding
+    pad_id = padding["pad_id"] if padding else _pad_id_from_vocab(tokenizer)
+    tokenizer.no_padding()
+    if truncation == "truncate":
+        tokenizer.enable_truncation(max_length=max_length)
+    else:
+        tokenizer.no_truncation()
+    return tokenizer, pad_id
+
+
+def _pad_id_from_vocab(tokenizer: Tokenizer) -> int:
+    for token in PAD_TOKENS:
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return token_id
+    return 0
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[TextInput], max_length: int) -> list[Encoding]:
+    """Tokenize texts and text pairs; an input longer than `max_length` (possible only under reject) is refused."""
+    encodings: list[Encoding] = tokenizer.encode_batch(list(texts))
+    for index, encoding in enumerate(encodings):
+        if len(encoding.ids) > max_length:
+            raise InputError(
+                f"inputs[{index}] is {len(encoding.ids)} tokens long, more than the model's maximum of {max_length}"
+            )
+    return encodings
+
+
+def collate_encodings(encodings: Sequence[Encoding], input_names: Sequence[str], pad_id: int) -> dict[str, np.ndarray]:
+    """Pad encodings to the longest into int64 arrays for the named inputs (input_ids, attention_mask, ...)."""
+    length = max(len(encoding.ids) for encoding in encodings)
+    input_ids = np.full((len(encodings), length), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(encodings), length), dtype=np.int64)
+    token_type_ids = np.zeros((len(encodings), length), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        size = len(encoding.ids)
+        input_ids[row, :size] = encoding.ids
+        attention_mask[row, :size] = 1
+        token_type_ids[row, :size] = encoding.type_ids
+    arrays = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    return {name: arrays[name] for name in input_names}
+
+
+def check_input_names(input_names: Sequence[str]) -> list[str]:
+    """The engine's input names, when text tasks can provide every one of them."""
+    unknown = [name for name in input_names if name not in TEXT_INPUTS]
+    if unknown:
+        raise ValueError(f"unsupported model inputs {unknown}; text tasks provide {list(TEXT_INPUTS)}")
+    return list(input_names)

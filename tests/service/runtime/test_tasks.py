@@ -1,0 +1,84 @@
+"""Text classification: input checks, truncation or rejection, padding, softmax and top_k."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.runtime.card import load_card
+from service.runtime.config import Truncation
+from service.runtime.tasks import InputError, PredictOptions, build_task
+from service.runtime.tasks.base import Task
+from service.runtime.tasks.encoding import load_tokenizer
+from service.runtime.tasks.text_classification import softmax
+
+LONG_TEXT = "good movie " * 100
+
+
+def _task(model_dir: Path, truncation: Truncation = "truncate") -> Task:
+    card = load_card(model_dir)
+    tokenizer, pad_id = load_tokenizer(model_dir / card.tokenizer, card.max_length, truncation)
+    return build_task(card, tokenizer, pad_id, card.inputs)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", r"inputs\[1\] is empty"),
+        ("   ", r"inputs\[1\] is empty"),
+        (["a", ""], r"inputs\[1\]\[1\] is empty"),
+        (["a"], "a string or a"),
+        (["a", "b", "c"], "a string or a"),
+        (5, "a string or a"),
+        (None, "a string or a"),
+    ],
+)
+def test_bad_inputs_are_named(bert_dir: Path, value: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        _task(bert_dir).preprocess(["fine", value])
+
+
+def test_long_inputs_are_truncated_or_rejected(bert_dir: Path) -> None:
+    assert len(_task(bert_dir).preprocess([LONG_TEXT])[0].ids) == 64
+    assert len(_task(bert_dir).preprocess([[LONG_TEXT, LONG_TEXT]])[0].ids) == 64
+    with pytest.raises(InputError, match=r"inputs\[1\] is 20\d tokens long, more than the model's maximum of 64"):
+        _task(bert_dir, "reject").preprocess(["short", LONG_TEXT])
+
+
+def test_collate_pads_to_the_longest_with_type_ids_for_pairs(bert_dir: Path) -> None:
+    task = _task(bert_dir)
+    batch = task.collate(task.preprocess(["good", ["bad movie", "great plot"]]))
+    assert list(batch) == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(array.dtype == np.int64 and array.shape == (2, 7) for array in batch.values())
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0, 0], [1] * 7]
+    assert batch["input_ids"][0, 3:].tolist() == [0, 0, 0, 0]  # [PAD] is id 0
+    assert batch["token_type_ids"].tolist() == [[0] * 7, [0, 0, 0, 0, 1, 1, 1]]
+
+
+def test_roberta_collate_has_no_type_ids(roberta_dir: Path) -> None:
+    task = _task(roberta_dir)
+    batch = task.collate(task.preprocess(["good", ["bad", "great"]]))
+    assert list(batch) == ["input_ids", "attention_mask"]
+    assert batch["input_ids"].shape == (2, 6)  # <s> bad </s> </s> great </s>
+
+
+def test_postprocess_softmax_and_top_k(bert_dir: Path) -> None:
+    task = _task(bert_dir)
+    item = task.preprocess(["good"])[0]
+    logits = np.array([0.5, 2.0, -1.0], dtype=np.float32)
+    scores = softmax(logits)
+    assert task.postprocess(item, [logits], PredictOptions()) == {"label": "label_1", "score": pytest.approx(scores[1])}
+    ranked = task.postprocess(item, [logits], PredictOptions(top_k=2))["labels"]
+    assert [entry["label"] for entry in ranked] == ["label_1", "label_0"]
+    assert ranked[1]["score"] == pytest.approx(scores[0])
+    assert len(task.postprocess(item, [logits], PredictOptions(top_k=10))["labels"]) == 3
+    with pytest.raises(ValueError, match="do not match"):
+        task.postprocess(item, [np.zeros(2, dtype=np.float32)], PredictOptions())
+
+
+def test_softmax_is_stable_and_sums_to_one() -> None:
+    scores = softmax(np.array([[1000.0, 1000.0], [-1000.0, 0.0]]))
+    assert np.allclose(scores.sum(axis=-1), 1.0)
+    assert scores[0].tolist() == [0.5, 0.5]
