@@ -34,6 +34,7 @@ serve: setup-serve
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy oberta service compression benchmarks tools
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q tests
