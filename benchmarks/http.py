@@ -36,7 +36,9 @@ from benchmarks.report import machine
 from service.runtime.card import load_card
 from service.runtime.config import Endpoint, EndpointConfig, Settings
 from service.runtime.engines import load_engine
+from service.runtime.errors import ConfigError
 from service.runtime.loading import load_model
+from service.runtime.tasks import task_spec
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SUBJECTS = ("the film", "this movie", "the plot", "the acting", "the soundtrack", "the director's latest work",
@@ -173,8 +175,8 @@ def engine_items_per_second(
 def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Sweep the concurrency levels; returns one summary per level and the run's metadata (machine included)."""
     card = load_card(config.model_dir)
-    if card.task == "question-answering":
-        raise ValueError("the HTTP benchmark sends texts; question-answering models take question/context pairs")
+    if not task_spec(card.task).accepts_text:
+        raise ConfigError(f"the HTTP benchmark sends texts; {card.task} models take other inputs")
     name = config.name or card.name
     texts = list(config.texts) or sample_texts()
     exit_codes: list[int] = []

@@ -216,7 +216,7 @@ def export_student(
     model_dir = Path(config.model_dir) if config.model_dir else output / "model"
     card = export_model_dir(
         student, prepared.tokenizer, model_dir, config.name, recipe.training.max_length, metrics, build,
-        task=task.name, question_answering=config.data.question_answering(),
+        task=task.name, task_settings=config.data.task_settings,
     )
     if recipe.quantization.method == "static":
         card = _quantize(card, model_dir, output, prepared, recipe, config.data.seed)

@@ -17,9 +17,10 @@ import onnxruntime as ort
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compression.tasks import TaskName, task_for
-from service.runtime.card import ModelCard, QuestionAnsweringSettings, save_card
+from compression.tasks import task_for
+from service.runtime.card import ModelCard, save_card
 from service.runtime.graph.attention_mask import simplify_attention_mask_file
+from service.runtime.tasks import DEFAULT_TASK
 
 log = logging.getLogger(__name__)
 OPSET = 14
@@ -62,7 +63,7 @@ def sample_inputs(
 
 
 def export_onnx(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path, task: TaskName = "text-classification"
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path, task: str = DEFAULT_TASK
 ) -> list[str]:
     """Write the model as ONNX with dynamic batch and sequence axes and the task's outputs; returns the input names.
 
@@ -126,8 +127,8 @@ def export_model_dir(
     max_length: int,
     metrics: dict[str, Any] | None = None,
     build: dict[str, Any] | None = None,
-    task: TaskName = "text-classification",
-    question_answering: QuestionAnsweringSettings | None = None,
+    task: str = DEFAULT_TASK,
+    task_settings: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Export an FP32 model directory for the task: model.onnx, tokenizer files and model.yaml."""
     output_dir = Path(output_dir)
@@ -137,9 +138,9 @@ def export_model_dir(
     difference = check_parity(model, onnx_path, sample_inputs(tokenizer, input_names), task_for(task).output_names)
     log.info("exported %s; max |ONNX - PyTorch| = %.2e", onnx_path, difference)
     save_tokenizer(tokenizer, output_dir)
-    spans = task == "question-answering"  # no labels; window and answer settings instead
+    spec = task_for(task).spec
     id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
-    labels = [] if spans else [id2label[i] for i in range(int(model.config.num_labels or len(id2label)))]
+    labels = [id2label[i] for i in range(int(model.config.num_labels or len(id2label)))] if spec.has_labels else []
     card = ModelCard(
         name=name,
         task=task,
@@ -151,7 +152,7 @@ def export_model_dir(
         precision="fp32",
         metrics=metrics or {},
         build={**(build or {}), "onnx_parity_max_abs_diff": difference, "opset": OPSET},
-        question_answering=(question_answering or QuestionAnsweringSettings()) if spans else None,
+        task_settings=task_settings or {},
     )
     save_card(card, output_dir)
     return card

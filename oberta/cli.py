@@ -10,33 +10,16 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import get_args
+
+from oberta.task_arguments import add_task_argument, add_task_settings_arguments, task_settings
 
 os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_task_argument(parser: argparse.ArgumentParser) -> None:
-    from service.runtime.card import Task
-
-    parser.add_argument("--task", choices=get_args(Task), default="text-classification",
-                        help="text-classification (texts or pairs), question-answering (SQuAD v1.1 JSON) or "
-                        "token-classification (CoNLL, IOB2 tags); default text-classification")
-
-
-def _add_question_answering_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("question answering")
-    group.add_argument("--doc-stride", type=int, default=128,
-                       help="tokens shared by consecutive windows of a long context (default 128)")
-    group.add_argument("--max-query-length", type=int, default=64,
-                       help="question tokens kept; longer questions are cut (default 64)")
-    group.add_argument("--max-answer-length", type=int, default=30,
-                       help="longest answer in tokens, in evaluation and as the served default (default 30)")
-
-
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_task_argument(parser)
+    add_task_argument(parser)
     group = parser.add_argument_group("data")
     group.add_argument("--train-file", required=True,
                        help="training data: .tsv, .csv or .jsonl (text classification), SQuAD .json (question "
@@ -53,7 +36,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                        help="round numeric labels half up to integer classes (STS-B scores 0-5 -> classes 0..5)")
     group.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
     group.add_argument("--max-length", type=int, default=128, help="maximum sequence length in tokens (default 128)")
-    _add_question_answering_arguments(parser)
+    add_task_settings_arguments(parser)
 
 
 def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -72,9 +55,7 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         round_labels=args.round_labels,
         max_train_examples=args.max_train_examples,
         max_length=args.max_length,
-        doc_stride=args.doc_stride,
-        max_query_length=args.max_query_length,
-        max_answer_length=args.max_answer_length,
+        task_settings=task_settings(args),
     )
 
 
@@ -207,7 +188,6 @@ def _run_export(args: argparse.Namespace) -> int:
     from compression.export import export_model_dir
     from compression.finetune import TRAINING_INFO
     from compression.tasks import task_for
-    from service.runtime.card import QuestionAnsweringSettings
 
     model = task_for(args.task).load_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -215,11 +195,8 @@ def _run_export(args: argparse.Namespace) -> int:
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     metrics = info.get("validation_metrics", {})
     build = {"command": "oberta " + shlex.join(sys.argv[1:]), "source": args.model, "training": info}
-    settings = QuestionAnsweringSettings(
-        doc_stride=args.doc_stride, max_query_length=args.max_query_length, max_answer_length=args.max_answer_length
-    )
     card = export_model_dir(model, tokenizer, args.output, args.name, args.max_length, metrics, build,
-                            task=args.task, question_answering=settings)
+                            task=args.task, task_settings=task_settings(args))
     print(f"exported {card.name} ({card.task}, labels {card.labels}) to {args.output}")
     return 0
 
@@ -235,8 +212,8 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="model directory to write, e.g. models/sentiment")
     parser.add_argument("--name", required=True, help="served model name")
     parser.add_argument("--max-length", type=int, default=128, help="maximum sequence length served (default 128)")
-    _add_task_argument(parser)
-    _add_question_answering_arguments(parser)
+    add_task_argument(parser)
+    add_task_settings_arguments(parser)
     parser.set_defaults(handler=_run_export)
 
 

@@ -148,14 +148,13 @@ def make_tiny_model_dir(tmp_path: Path, arch: str = "bert", num_labels: int = 2,
 def make_tiny_question_answering_dir(tmp_path: Path, name: str = "tiny-qa", max_length: int = 32) -> Path:
     """A served question-answering directory: a tiny random BERT over the sub-word tokenizer, short windows."""
     from compression.export import export_model_dir
-    from service.runtime.card import QuestionAnsweringSettings
 
     tokenizer = tiny_subword_tokenizer()
     model = tiny_question_answering(vocab_size=len(tokenizer.get_vocab()))
-    settings = QuestionAnsweringSettings(doc_stride=4, max_query_length=8, max_answer_length=5)
+    settings = {"doc_stride": 4, "max_query_length": 8, "max_answer_length": 5}
     output = Path(tmp_path) / name
     export_model_dir(model, tokenizer, output, name=name, max_length=max_length, task="question-answering",
-                     question_answering=settings)
+                     task_settings=settings)
     return output
 
 

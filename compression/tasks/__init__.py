@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from compression.tasks.base import CompressionTask, DataConfig, Evaluation, PreparedData, TaskName
+from compression.tasks.base import CompressionTask, DataConfig, Evaluation, PreparedData
 from compression.tasks.question_answering import QuestionAnsweringTask
 from compression.tasks.text_classification import TextClassificationTask
 from compression.tasks.token_classification import TokenClassificationTask
+from service.runtime.errors import ConfigError
+from service.runtime.tasks import task_spec
 
 TASKS: dict[str, CompressionTask] = {
     task.name: task for task in (TextClassificationTask(), QuestionAnsweringTask(), TokenClassificationTask())
@@ -13,10 +15,11 @@ TASKS: dict[str, CompressionTask] = {
 
 
 def task_for(name: str) -> CompressionTask:
-    """The task of that name; ValueError for others."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
-    return TASKS[name]
+    """The compression side of the task of that name; ConfigError for unknown tasks and tasks not trained here."""
+    spec = task_spec(name)
+    if spec.name not in TASKS:
+        raise ConfigError(f"task {name!r} is served but cannot be trained yet; trainable: {', '.join(TASKS)}")
+    return TASKS[spec.name]
 
 
-__all__ = ["TASKS", "CompressionTask", "DataConfig", "Evaluation", "PreparedData", "TaskName", "task_for"]
+__all__ = ["TASKS", "CompressionTask", "DataConfig", "Evaluation", "PreparedData", "task_for"]

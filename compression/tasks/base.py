@@ -10,8 +10,7 @@ import numpy as np
 from tokenizers import Encoding
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
-from service.runtime.card import QuestionAnsweringSettings
-from service.runtime.card import Task as TaskName
+from service.runtime.tasks import DEFAULT_TASK, TaskSpec
 
 Features = list[dict[str, Any]]
 Rows = Sequence[Sequence[np.ndarray]]  # per feature, its row of every model output
@@ -22,7 +21,7 @@ class DataConfig:
     """Where the examples come from, how validation is carved and how examples become features."""
 
     train_file: str
-    task: TaskName = "text-classification"
+    task: str = DEFAULT_TASK
     validation_file: str | None = None
     validation_fraction: float = 0.05
     seed: int = 42
@@ -33,17 +32,7 @@ class DataConfig:
     round_labels: bool = False
     max_train_examples: int | None = None
     max_length: int = 128
-    doc_stride: int = 128
-    max_query_length: int = 64
-    max_answer_length: int = 30
-
-    def question_answering(self) -> QuestionAnsweringSettings | None:
-        """The model card's question-answering settings; None for other tasks."""
-        if self.task != "question-answering":
-            return None
-        return QuestionAnsweringSettings(
-            doc_stride=self.doc_stride, max_query_length=self.max_query_length, max_answer_length=self.max_answer_length
-        )
+    task_settings: dict[str, Any] = field(default_factory=dict)  # the task's own, e.g. question-answering windows
 
 
 @dataclass
@@ -71,11 +60,24 @@ class Evaluation:
 
 
 class CompressionTask(Protocol):
-    """One task of `oberta finetune`, `compress` and `export`."""
+    """One task of `oberta finetune`, `compress` and `export`; its name, outputs and card needs come from its spec."""
 
-    name: TaskName
-    output_names: tuple[str, ...]  # model outputs, in ONNX output order
-    per_token: bool  # outputs have a sequence axis
+    spec: TaskSpec
+
+    @property
+    def name(self) -> str:
+        """The task's name."""
+        ...
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Model outputs, in ONNX output order."""
+        ...
+
+    @property
+    def per_token(self) -> bool:
+        """Whether the outputs have a sequence axis."""
+        ...
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load train and validation examples and fix the label order."""
@@ -145,3 +147,24 @@ def pick_inputs(encoding: Encoding, input_names: Sequence[str]) -> dict[str, np.
     """A tokenizers Encoding as unpadded model inputs (int32 arrays: a large training set stays small in memory)."""
     values = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask, "token_type_ids": encoding.type_ids}
     return {name: np.asarray(values[name], dtype=np.int32) for name in input_names}
+
+
+class SpecTask:
+    """What a compression task takes from its runtime spec: name and outputs."""
+
+    spec: TaskSpec
+
+    @property
+    def name(self) -> str:
+        """The task's name."""
+        return self.spec.name
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Model outputs, in ONNX output order."""
+        return self.spec.output_names
+
+    @property
+    def per_token(self) -> bool:
+        """Whether the outputs have a sequence axis."""
+        return self.spec.per_token

@@ -31,12 +31,20 @@ from compression.tasks.base import (
     Features,
     PreparedData,
     Rows,
-    TaskName,
+    SpecTask,
     load_trained,
     pick_inputs,
 )
 from compression.tasks.squad_metric import squad_scores
-from service.runtime.tasks.question_answering import QuestionWindows, Span, best_spans, context_tokens, window_spans
+from service.runtime.tasks.question_answering import (
+    SPEC,
+    QuestionAnsweringSettings,
+    QuestionWindows,
+    Span,
+    best_spans,
+    context_tokens,
+    window_spans,
+)
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,14 @@ def answer_tokens(encoding: Encoding, start: int, end: int) -> tuple[int, int]:
     return first, last
 
 
+def _settings(config: DataConfig) -> QuestionAnsweringSettings:
+    return QuestionAnsweringSettings.model_validate(config.task_settings)
+
+
 def _windows(tokenizer: PreTrainedTokenizerBase, config: DataConfig) -> QuestionWindows:
-    return QuestionWindows(tokenizer.backend_tokenizer, config.max_length, config.doc_stride, config.max_query_length)
+    settings = _settings(config)
+    return QuestionWindows(tokenizer.backend_tokenizer, config.max_length, settings.doc_stride,
+                           settings.max_query_length)
 
 
 def windows_of(
@@ -124,12 +138,10 @@ def predicted_answers(
     return [best_spans(spans, top_k=1, allow_empty=False)[0].answer for spans in windows]
 
 
-class QuestionAnsweringTask:
+class QuestionAnsweringTask(SpecTask):
     """SQuAD-style extractive question answering."""
 
-    name: TaskName = "question-answering"
-    output_names: tuple[str, ...] = ("start_logits", "end_logits")
-    per_token: bool = True
+    spec = SPEC
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load questions; carve validation by article unless a validation file is given."""
@@ -176,8 +188,10 @@ class QuestionAnsweringTask:
         sources = [(index, encoding) for index, _, encoding in windows]
         golds = [[text for text, _ in example.answers] for example in examples]
 
+        max_answer_length = _settings(config).max_answer_length
+
         def score(rows: Rows) -> dict[str, float]:
-            return squad_scores(predicted_answers(rows, sources, examples, config.max_answer_length), golds)
+            return squad_scores(predicted_answers(rows, sources, examples, max_answer_length), golds)
 
         return Evaluation(features, score)
 

@@ -26,10 +26,11 @@ from compression.tasks.base import (
     Features,
     PreparedData,
     Rows,
-    TaskName,
+    SpecTask,
     load_trained,
     new_head,
 )
+from service.runtime.tasks.text_classification import SPEC
 
 
 def round_label(example: Example) -> Example:
@@ -72,12 +73,10 @@ def accuracy(rows: Rows, features: Features) -> dict[str, float]:
     return {"accuracy": correct / len(features)}
 
 
-class TextClassificationTask:
+class TextClassificationTask(SpecTask):
     """Sequence classification of texts and text pairs."""
 
-    name: TaskName = "text-classification"
-    output_names: tuple[str, ...] = ("logits",)
-    per_token: bool = False
+    spec = SPEC
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load the training file, carve or load validation, and fix the label order."""

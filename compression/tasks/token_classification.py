@@ -29,13 +29,13 @@ from compression.tasks.base import (
     Features,
     PreparedData,
     Rows,
-    TaskName,
+    SpecTask,
     load_trained,
     new_head,
     pick_inputs,
 )
 from compression.tasks.entity_metric import entity_scores
-from service.runtime.tasks.token_classification import check_tags, first_tokens, word_spans
+from service.runtime.tasks.token_classification import SPEC, check_tags, first_tokens, word_spans
 
 IGNORED = -100
 DOCUMENT_START = "-DOCSTART-"
@@ -122,12 +122,10 @@ def predicted_tags(rows: Rows, firsts: list[list[int | None]], labels: list[str]
     ]
 
 
-class TokenClassificationTask:
+class TokenClassificationTask(SpecTask):
     """CoNLL-style named-entity recognition."""
 
-    name: TaskName = "token-classification"
-    output_names: tuple[str, ...] = ("logits",)
-    per_token: bool = True
+    spec = SPEC
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load sentences, carve or load validation, and order the tags."""

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
-from service.runtime.card import Task
-from service.runtime.config import Truncation
+from service.runtime.tasks import TASKS
+from service.runtime.tasks.encoding import Truncation
 
-
-@with_config(ConfigDict(extra="forbid"))
-class QuestionInput(TypedDict):
-    """A question about a context (question-answering models)."""
-
-    question: str
-    context: str
+if TYPE_CHECKING:
+    TaskInput = Any
+    TaskOutput = Any
+else:  # the unions of every task's v1 input and output types, in registry order
+    TaskInput = Union[tuple(dict.fromkeys(kind for spec in TASKS.values() for kind in spec.v1_inputs))]  # noqa: UP007
+    TaskOutput = Union[tuple(spec.v1_output for spec in TASKS.values())]  # noqa: UP007
+TASK_NAMES: JsonDict = {"enum": list(TASKS)}
 
 
 class PredictRequest(BaseModel):
@@ -32,7 +32,7 @@ class PredictRequest(BaseModel):
         },
     )
 
-    inputs: list[str | tuple[str, str] | QuestionInput] = Field(
+    inputs: list[TaskInput] = Field(
         min_length=1,
         description="texts, [text, text_pair] lists of two texts, or (question answering) {question, context} "
         "objects; outputs come back in this order",
@@ -47,57 +47,11 @@ class PredictRequest(BaseModel):
     )
 
 
-class LabelScore(BaseModel):
-    """A label and its probability."""
-
-    label: str = Field(description="label name from the model card")
-    score: float = Field(description="softmax probability")
-
-
-class ClassificationOutput(BaseModel):
-    """The answer for one text-classification input."""
-
-    label: str = Field(description="most likely label")
-    score: float = Field(description="its softmax probability")
-    labels: list[LabelScore] | None = Field(default=None, description="the top_k labels, best first, when asked for")
-
-
-class AnswerSpan(BaseModel):
-    """An answer span of a context."""
-
-    answer: str = Field(description="the answer text; empty when the model finds no answer")
-    score: float = Field(description="P(start) * P(end) within the best window")
-    start: int = Field(description="character offset of the answer in the context")
-    end: int = Field(description="character offset just past the answer (0, 0 for no answer)")
-
-
-class QuestionAnsweringOutput(AnswerSpan):
-    """The answer for one question-answering input."""
-
-    answers: list[AnswerSpan] | None = Field(default=None, description="the top_k spans, best first, when asked for")
-
-
-class Entity(BaseModel):
-    """A named entity found in a text."""
-
-    type: str = Field(description="entity type, e.g. PER (the tag without its B-/I- prefix)")
-    text: str = Field(description="the entity's text")
-    start: int = Field(description="character offset of the entity in the text")
-    end: int = Field(description="character offset just past the entity")
-    score: float = Field(description="mean probability of the entity's word tags")
-
-
-class TokenClassificationOutput(BaseModel):
-    """The entities of one token-classification input."""
-
-    entities: list[Entity] = Field(description="entities in text order")
-
-
 class PredictResponse(BaseModel):
     """One output per input, in input order."""
 
     model: str = Field(description="the model that answered")
-    outputs: list[ClassificationOutput | QuestionAnsweringOutput | TokenClassificationOutput] = Field(
+    outputs: list[TaskOutput] = Field(
         description="one output per input, in order; its shape follows the model's task"
     )
 
@@ -106,7 +60,7 @@ class ModelInfo(BaseModel):
     """A served model."""
 
     name: str = Field(description="name in URLs")
-    task: Task = Field(description="task the model serves")
+    task: str = Field(description="task the model serves", json_schema_extra=TASK_NAMES)
     status: str = Field(description="loading, ready, failed or stopped")
     error: str | None = Field(default=None, description="why loading failed")
     labels: list[str] = Field(description="label names in output order")

@@ -10,23 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.runtime.errors import ConfigError, MissingFile
 
 CARD_FILE = "model.yaml"
-Task = Literal["text-classification", "question-answering", "token-classification"]
+LEGACY_TASK_SETTINGS = "question_answering"  # where cards written before task_settings kept the QA settings
 EngineName = Literal["deepsparse", "onnxruntime"]
-
-
-class QuestionAnsweringSettings(BaseModel):
-    """How a question-answering model reads long contexts and bounds its answers (in tokens)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    doc_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a long context")
-    max_query_length: int = Field(default=64, ge=1, description="question tokens kept; longer questions are cut")
-    max_answer_length: int = Field(
-        default=30, ge=1, description="longest answer in tokens, unless a request sets max_answer_length"
-    )
 
 
 class ModelCard(BaseModel):
@@ -35,7 +25,7 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="model name used in URLs")
-    task: Task = Field(description="task the model serves")
+    task: str = Field(description="task the model serves (a name in service.runtime.tasks.TASKS)")
     labels: list[str] = Field(description="class or tag names, in output index order")
     max_length: int = Field(gt=1, description="maximum sequence length in tokens")
     architecture: str = Field(description="encoder family, e.g. bert or roberta")
@@ -48,20 +38,42 @@ class ModelCard(BaseModel):
     sparsity: float | None = Field(default=None, description="measured sparsity of the encoder's Linear weights")
     metrics: dict[str, Any] = Field(default_factory=dict, description="measured quality and speed")
     build: dict[str, Any] = Field(default_factory=dict, description="command, data, recipe, base model")
-    question_answering: QuestionAnsweringSettings | None = Field(
-        default=None, description="question answering only: context windows and answer length"
+    task_settings: dict[str, Any] = Field(
+        default_factory=dict, description="the task's own settings, e.g. question answering's windows and answer length"
     )
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_task_settings(cls, data: Any) -> Any:
+        """Cards written before task_settings kept question answering's settings under their own key."""
+        if isinstance(data, dict) and LEGACY_TASK_SETTINGS in data:
+            data = dict(data)
+            legacy = data.pop(LEGACY_TASK_SETTINGS)
+            data.setdefault("task_settings", legacy or {})
+        return data
+
+    @model_validator(mode="after")
+    def _known_task(self) -> ModelCard:
+        """The task must be one the runtime knows; its settings are checked and completed with their defaults."""
+        from service.runtime.tasks import task_spec  # the tasks import the card module for their types
+
+        settings = task_spec(self.task).parse_settings(self.task_settings)
+        self.task_settings = settings.model_dump() if settings is not None else {}
+        return self
 
 
 def load_card(model_dir: str | Path) -> ModelCard:
     """Read and validate `model.yaml` from a model directory."""
     path = Path(model_dir) / CARD_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: a model directory needs a {CARD_FILE} card")
+        raise MissingFile(f"{path} not found: a model directory needs a {CARD_FILE} card")
     with path.open(encoding="utf-8") as handle:
         data = yaml.safe_load(handle)
-    return ModelCard.model_validate(data)
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is not a valid model card: {exc}") from exc
 
 
 def save_card(card: ModelCard, model_dir: str | Path) -> Path:

@@ -26,11 +26,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from service.runtime.card import CARD_FILE, ModelCard, load_card
+from service.runtime.tasks.encoding import Truncation
 
 ENV_PREFIX = "OBERTA_"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 EngineChoice = Literal["auto", "deepsparse", "onnxruntime"]
-Truncation = Literal["truncate", "reject"]
 
 
 class Settings(BaseModel):

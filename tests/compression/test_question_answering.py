@@ -47,7 +47,8 @@ def test_validation_is_carved_by_article() -> None:
 def test_window_labels_point_at_the_answer_tokens() -> None:
     examples = [e for article in load_squad(SQUAD) for e in article]
     tokenizer = tiny_subword_tokenizer()
-    config = DataConfig(str(SQUAD), task="question-answering", max_length=24, doc_stride=4, max_query_length=8)
+    config = DataConfig(str(SQUAD), task="question-answering", max_length=24,
+                        task_settings={"doc_stride": 4, "max_query_length": 8})
     task = task_for("question-answering")
     features = task.features(tokenizer, examples, task.prepare(config), config, INPUTS)
     windows = QuestionWindows(tokenizer.backend_tokenizer, 24, 4, 8).encode([(e.question, e.context) for e in examples])
@@ -99,7 +100,8 @@ def test_evaluation_decodes_spans_across_windows() -> None:
     example = QAExample("x", "Who built a palace?", "The king of France lived in Paris. " * 3 + "John Smithson built a "
                         "palace near London.", (("John Smithson", 105), ("John", 105)))
     assert example.context[105:118] == "John Smithson"
-    config = DataConfig(str(SQUAD), task="question-answering", max_length=20, doc_stride=4, max_query_length=8)
+    config = DataConfig(str(SQUAD), task="question-answering", max_length=20,
+                        task_settings={"doc_stride": 4, "max_query_length": 8})
     task = task_for("question-answering")
     evaluation = task.evaluation(tiny_subword_tokenizer(), [example], task.prepare(config), config, INPUTS)
     rows = []

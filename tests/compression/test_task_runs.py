@@ -14,7 +14,7 @@ from compression.quantize import weight_sparsity
 from compression.recipe import Recipe
 from compression.tasks import DataConfig
 from oberta.cli import main
-from service.runtime.card import QuestionAnsweringSettings, load_card
+from service.runtime.card import load_card
 from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from service.runtime.tasks import PredictOptions, build_task
 from service.runtime.tasks.encoding import load_tokenizer
@@ -77,17 +77,18 @@ def test_question_answering_finetune_export_and_compress(qa_base: Path, tmp_path
                  "--name", "qa-dense", *QA_OPTIONS]) == 0
     card = load_card(exported)
     assert (card.task, card.labels, card.max_length) == ("question-answering", [], 32)
-    assert card.question_answering == QuestionAnsweringSettings(doc_stride=4, max_query_length=8, max_answer_length=6)
+    assert card.task_settings == {"doc_stride": 4, "max_query_length": 8, "max_answer_length": 6}
     assert _onnx_outputs(exported / "model.onnx") == {"start_logits": (2, 7), "end_logits": (2, 7)}
 
-    data = DataConfig(squad, task="question-answering", validation_fraction=0.34, doc_stride=4, max_query_length=8)
+    data = DataConfig(squad, task="question-answering", validation_fraction=0.34,
+                      task_settings={"doc_stride": 4, "max_query_length": 8})
     config = CompressConfig(recipe=tiny_recipe(), recipe_source="test", model=str(run / "final"),
                             teacher=str(run / "final"), data=data, output_dir=str(tmp_path / "sparse"), name="qa",
                             threads=1)
     card = compress(config)
     model_dir = tmp_path / "sparse" / "model"
-    assert (card.task, card.precision, card.question_answering) == (
-        "question-answering", "int8", QuestionAnsweringSettings(doc_stride=4, max_query_length=8)
+    assert (card.task, card.precision, card.task_settings) == (
+        "question-answering", "int8", {"doc_stride": 4, "max_query_length": 8, "max_answer_length": 30}
     )
     assert card.sparsity == pytest.approx(0.8, abs=0.01)
     for prefix in ("student_fp32", "teacher", "int8_onnxruntime_graph", "int8_deepsparse_graph", "fp32_onnx"):
@@ -120,7 +121,7 @@ def test_token_classification_finetune_and_compress(ner_base: Path, tmp_path: Pa
                             teacher=str(run / "final"), data=data, output_dir=str(tmp_path / "sparse"), name="ner",
                             threads=1)
     card = compress(config)
-    assert (card.task, card.labels, card.question_answering) == ("token-classification", info["labels"], None)
+    assert (card.task, card.labels, card.task_settings) == ("token-classification", info["labels"], {})
     for prefix in ("student_fp32", "teacher", "int8_onnxruntime_graph", "int8_deepsparse_graph", "fp32_onnx"):
         assert {f"{prefix}_{name}" for name in ("precision", "recall", "f1")} <= set(card.metrics)
     for name in card.files.values():

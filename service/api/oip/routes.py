@@ -9,7 +9,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import require_health_key, require_key
-from service.api.oip.codec import HEADER_LENGTH, RequestError, binary_outputs, encode_response, parse_request
+from service.api.oip.codec import (
+    HEADER_LENGTH,
+    OutputTensor,
+    RequestError,
+    binary_outputs,
+    encode_response,
+    parse_request,
+)
 from service.api.oip.schemas import (
     ErrorBody,
     InferRequest,
@@ -19,13 +26,15 @@ from service.api.oip.schemas import (
     ServerLive,
     ServerMetadata,
     ServerReady,
+    TensorMetadata,
     inline_schema,
 )
-from service.api.oip.signatures import Signature, signature_for
 from service.api.routes import INFERENCE_ERRORS, MeteredRoute
+from service.runtime.errors import ProtocolError
 from service.runtime.inference import predict, serving_slot
 from service.runtime.state import ModelSlot, ServiceState
-from service.runtime.tasks import InputError
+from service.runtime.tasks import InputError, task_spec
+from service.runtime.tasks.signature import Signature, TensorSpec
 
 EXTENSIONS = ["binary_tensor_data"]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -55,10 +64,12 @@ def _slot(request: Request, name: str) -> ModelSlot:
 
 
 def _signature(slot: ModelSlot) -> Signature:
-    signature = signature_for(slot.endpoint.card)
-    if signature is None:
-        raise HTTPException(501, f"model {slot.endpoint.name!r}: {slot.endpoint.card.task} is not served over v2 yet")
-    return signature
+    card = slot.endpoint.card
+    return task_spec(card.task).v2_signature(card)
+
+
+def _metadata(spec: TensorSpec) -> TensorMetadata:
+    return TensorMetadata(name=spec.name, datatype=spec.datatype, shape=list(spec.shape))
 
 
 def _server_version() -> str:
@@ -100,7 +111,7 @@ async def model_ready(name: str, request: Request) -> JSONResponse:
 @models_router.get(
     "/models/{name}",
     response_model=ModelMetadata,
-    responses={401: ERRORS[401], 404: ERRORS[404], 501: {"model": ErrorBody, "description": "task not on v2"}},
+    responses={401: ERRORS[401], 404: ERRORS[404]},
 )
 async def model_metadata(name: str, request: Request) -> ModelMetadata:
     """The model's input and output tensors, task and labels."""
@@ -110,8 +121,8 @@ async def model_metadata(name: str, request: Request) -> ModelMetadata:
     return ModelMetadata(
         name=name,
         platform=slot.engine.name if slot.engine else slot.endpoint.config.engine,
-        inputs=[spec.metadata() for spec in signature.inputs],
-        outputs=[spec.metadata() for spec in signature.outputs],
+        inputs=[_metadata(spec) for spec in signature.inputs],
+        outputs=[_metadata(spec) for spec in signature.outputs],
         task=card.task,
         labels=card.labels,
     )
@@ -120,7 +131,7 @@ async def model_metadata(name: str, request: Request) -> ModelMetadata:
 @infer_router.post(
     "/models/{name}/infer",
     response_model=InferResponse,
-    responses={**ERRORS, 501: {"model": ErrorBody, "description": "task not on v2"}},
+    responses=ERRORS,
     openapi_extra={
         "parameters": [
             {
@@ -152,13 +163,14 @@ async def infer(name: str, request: Request) -> Response:
         raise HTTPException(415, "compressed request bodies are not supported; send them uncompressed")
     try:
         parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-        specs = signature.requested(parsed.request)
+        asked = parsed.request.outputs
+        specs = signature.requested(None if asked is None else [output.name for output in asked])
         inputs = signature.task_inputs(parsed.elements)
         options = signature.build_options(parsed.request.parameters)
         answers = await predict(state, slot, inputs, options)
-    except (RequestError, InputError) as exc:
+    except (RequestError, InputError, ProtocolError) as exc:
         raise HTTPException(400, str(exc)) from exc
-    outputs = signature.output_tensors(answers, specs)
+    outputs = [OutputTensor(spec.name, spec.datatype, data) for spec, data in signature.output_arrays(answers, specs)]
     binary = binary_outputs(parsed.request, [spec.name for spec in specs])
     content, headers, media_type = encode_response(name, parsed.request.id, outputs, binary)
     return Response(content, media_type=media_type, headers=headers)

@@ -1,45 +1,39 @@
-"""Tasks: how request inputs become engine batches and engine outputs become answers."""
+"""Tasks: how request inputs become engine batches and engine outputs become answers, and each task's spec.
+
+The registry below is the one list of tasks; everything else (the card, the CLI, both protocols, compression) looks
+tasks up here by name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
 
-from service.runtime.card import ModelCard, QuestionAnsweringSettings
+from service.runtime.errors import ConfigError
+from service.runtime.tasks import question_answering, text_classification, token_classification
 from service.runtime.tasks.base import InputError, PredictOptions, Task
-from service.runtime.tasks.question_answering import QuestionAnswering
-from service.runtime.tasks.text_classification import TextClassification
-from service.runtime.tasks.token_classification import TokenClassification
+from service.runtime.tasks.spec import TaskSpec
 
-TaskBuilder = Callable[[ModelCard, Tokenizer, int, Sequence[str]], Task]
+if TYPE_CHECKING:
+    from service.runtime.card import ModelCard
 
-
-def _text_classification(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
-    return TextClassification(tokenizer, pad_id, card.labels, input_names, card.max_length)
-
-
-def _question_answering(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
-    settings = card.question_answering or QuestionAnsweringSettings()
-    return QuestionAnswering(tokenizer, pad_id, input_names, card.max_length, settings)
-
-
-def _token_classification(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
-    return TokenClassification(tokenizer, pad_id, card.labels, input_names, card.max_length)
-
-
-TASKS: dict[str, TaskBuilder] = {
-    "text-classification": _text_classification,
-    "question-answering": _question_answering,
-    "token-classification": _token_classification,
+TASKS: dict[str, TaskSpec] = {
+    module.SPEC.name: module.SPEC for module in (text_classification, question_answering, token_classification)
 }
+DEFAULT_TASK = text_classification.SPEC.name
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The spec of the task of that name; ConfigError naming the known tasks otherwise."""
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
+    return TASKS[name]
 
 
 def build_task(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> Task:
-    """The task the card names, over a configured tokenizer and the engine's input names."""
-    if card.task not in TASKS:
-        raise ValueError(f"model {card.name!r}: task {card.task} is not served yet (served: {sorted(TASKS)})")
-    return TASKS[card.task](card, tokenizer, pad_id, input_names)
+    """The serving processor of the card's task, over a configured tokenizer and the engine's input names."""
+    return task_spec(card.task).build(card, tokenizer, pad_id, input_names)
 
-
-__all__ = ["TASKS", "InputError", "PredictOptions", "Task", "build_task"]
+__all__ = ["DEFAULT_TASK", "TASKS", "InputError", "PredictOptions", "Task", "TaskSpec", "build_task", "task_spec"]

@@ -29,8 +29,6 @@ class Task(Protocol):
     one per window of a long context and merges them back in `answers`.
     """
 
-    name: str
-
     def preprocess(self, inputs: Sequence[object]) -> list[Any]:
         """Validate and tokenize request inputs into one item each; raises InputError."""
         ...

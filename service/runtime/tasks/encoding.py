@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from service.runtime.config import Truncation
 from service.runtime.tasks.base import InputError
 
 PAD_TOKENS = ("[PAD]", "<pad>")
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TextInput = str | tuple[str, str]
+Truncation = Literal["truncate", "reject"]  # inputs over max_length: cut to it, or refused
 
 
 def load_tokenizer(path: str | Path, max_length: int, truncation: Truncation) -> tuple[Tokenizer, int]:

@@ -15,24 +15,44 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, with_config
 from tokenizers import Encoding, Tokenizer
+from typing_extensions import TypedDict
 
-from service.runtime.card import QuestionAnsweringSettings
+from service.runtime.errors import ConfigError, ProtocolError
 from service.runtime.tasks.base import InputError, PredictOptions
 from service.runtime.tasks.encoding import check_input_names, collate_encodings
+from service.runtime.tasks.signature import Parameters, Signature, TensorSpec, numbers, strings
+from service.runtime.tasks.spec import TaskSpec
 from service.runtime.tasks.text_classification import softmax
+
+if TYPE_CHECKING:
+    from service.runtime.card import ModelCard
 
 SPECIAL_TOKENS_PER_WINDOW = 4  # the most a BERT or RoBERTa template adds around a pair: <s> q </s></s> c </s>
 
 
+class QuestionAnsweringSettings(BaseModel):
+    """How a question-answering model reads long contexts and bounds its answers (in tokens); the card's
+    task_settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_stride: int = Field(default=128, ge=0, description="tokens shared by consecutive windows of a long context")
+    max_query_length: int = Field(default=64, ge=1, description="question tokens kept; longer questions are cut")
+    max_answer_length: int = Field(
+        default=30, ge=1, description="longest answer in tokens, unless a request sets max_answer_length"
+    )
+
+
 def check_window_settings(max_length: int, doc_stride: int, max_query_length: int) -> None:
-    """Raise ValueError unless windows after a question of `max_query_length` tokens move on through the context."""
+    """Raise ConfigError unless windows after a question of `max_query_length` tokens move on through the context."""
     room = max_length - max_query_length - SPECIAL_TOKENS_PER_WINDOW
     if room <= doc_stride:
-        raise ValueError(
+        raise ConfigError(
             f"max_length {max_length} leaves {room} context tokens per window after a question of {max_query_length} "
             f"tokens; that must be more than doc_stride {doc_stride}"
         )
@@ -163,8 +183,6 @@ def _check_input(index: int, value: object) -> tuple[str, str]:
 class QuestionAnswering:
     """Answer spans from start and end logits, over windows of long contexts."""
 
-    name = "question-answering"
-
     def __init__(
         self, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str], max_length: int,
         settings: QuestionAnsweringSettings,
@@ -213,3 +231,85 @@ class QuestionAnswering:
     def example_inputs(self) -> list[object]:
         """One question."""
         return [{"question": "what is warmed up?", "context": "oberta warm-up context"}]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class QuestionInput(TypedDict):
+    """A question about a context (one v1 input)."""
+
+    question: str
+    context: str
+
+
+class AnswerSpan(BaseModel):
+    """An answer span of a context."""
+
+    answer: str = Field(description="the answer text; empty when the model finds no answer")
+    score: float = Field(description="P(start) * P(end) within the best window")
+    start: int = Field(description="character offset of the answer in the context")
+    end: int = Field(description="character offset just past the answer (0, 0 for no answer)")
+
+
+class QuestionAnsweringOutput(AnswerSpan):
+    """The answer for one question-answering input."""
+
+    answers: list[AnswerSpan] | None = Field(default=None, description="the top_k spans, best first, when asked for")
+
+
+def settings_of(card: ModelCard) -> QuestionAnsweringSettings:
+    """The card's window and answer settings."""
+    return QuestionAnsweringSettings.model_validate(card.task_settings)
+
+
+def _processor(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> QuestionAnswering:
+    return QuestionAnswering(tokenizer, pad_id, input_names, card.max_length, settings_of(card))
+
+
+def _v2_options(parameters: Parameters) -> PredictOptions:
+    length = parameters.get("max_answer_length")
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+        raise ProtocolError("parameter max_answer_length must be a positive integer")
+    return PredictOptions(max_answer_length=length)
+
+
+def v2_signature(_: ModelCard) -> Signature:
+    """Inputs `question` and `context`; outputs `answer` (BYTES), `score` (FP32), `start` and `end` (INT64 character
+    offsets in the context, end exclusive; "" at 0, 0 when there is no answer). The request parameter
+    `max_answer_length` (tokens) overrides the model's."""
+
+    def build_inputs(elements: Mapping[str, list[str]]) -> list[object]:
+        pairs = zip(elements["question"], elements["context"], strict=True)
+        return [{"question": question, "context": context} for question, context in pairs]
+
+    return Signature(
+        inputs=(TensorSpec("question", "BYTES"), TensorSpec("context", "BYTES")),
+        outputs=(
+            TensorSpec("answer", "BYTES"),
+            TensorSpec("score", "FP32"),
+            TensorSpec("start", "INT64"),
+            TensorSpec("end", "INT64"),
+        ),
+        build_inputs=build_inputs,
+        build_outputs=lambda answers: {
+            "answer": strings(answers, "answer"),
+            "score": numbers(answers, "score", np.float32),
+            "start": numbers(answers, "start", np.int64),
+            "end": numbers(answers, "end", np.int64),
+        },
+        build_options=_v2_options,
+    )
+
+
+SPEC = TaskSpec(
+    name="question-answering",
+    summary="a {question, context} object in, the best answer span of the context out (SQuAD v1.1 JSON to train)",
+    output_names=("start_logits", "end_logits"),
+    per_token=True,
+    has_labels=False,
+    accepts_text=False,
+    build=_processor,
+    v1_inputs=(QuestionInput,),
+    v1_output=QuestionAnsweringOutput,
+    v2_signature=v2_signature,
+    settings=QuestionAnsweringSettings,
+)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 from tokenizers import Encoding, Tokenizer
 
 from service.runtime.tasks.base import InputError, PredictOptions
 from service.runtime.tasks.encoding import TextInput, check_input_names, collate_encodings, encode
+from service.runtime.tasks.signature import Answers, Signature, TensorSpec, numbers, strings
+from service.runtime.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from service.runtime.card import ModelCard
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -34,8 +40,6 @@ def _check_input(index: int, value: object) -> TextInput:
 
 class TextClassification:
     """Sequence classification over the card's labels with softmax scores."""
-
-    name = "text-classification"
 
     def __init__(
         self, tokenizer: Tokenizer, pad_id: int, labels: Sequence[str], input_names: Sequence[str], max_length: int
@@ -79,3 +83,67 @@ class TextClassification:
     def example_inputs(self) -> list[object]:
         """A single text and a pair."""
         return ["oberta warm-up", ["oberta warm-up", "second text"]]
+
+
+class LabelScore(BaseModel):
+    """A label and its probability."""
+
+    label: str = Field(description="label name from the model card")
+    score: float = Field(description="softmax probability")
+
+
+class ClassificationOutput(BaseModel):
+    """The answer for one text-classification input."""
+
+    label: str = Field(description="most likely label")
+    score: float = Field(description="its softmax probability")
+    labels: list[LabelScore] | None = Field(default=None, description="the top_k labels, best first, when asked for")
+
+
+def _processor(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> TextClassification:
+    return TextClassification(tokenizer, pad_id, card.labels, input_names, card.max_length)
+
+
+def v2_signature(card: ModelCard) -> Signature:
+    """Inputs `text` and, for pairs, `text_pair` (as many elements as `text`); outputs `label` (BYTES), `score`
+    (FP32) and `scores` (FP32 [n, labels], in the order of the metadata's `labels`)."""
+    column = {label: index for index, label in enumerate(card.labels)}
+
+    def build_inputs(elements: Mapping[str, list[str]]) -> list[object]:
+        pairs = elements.get("text_pair")
+        if pairs is None:
+            return list(elements["text"])
+        return [(text, pair) for text, pair in zip(elements["text"], pairs, strict=True)]
+
+    def build_outputs(answers: Answers) -> dict[str, np.ndarray]:
+        scores = np.zeros((len(answers), len(column)), dtype=np.float32)
+        for row, answer in enumerate(answers):
+            for entry in answer["labels"]:
+                scores[row, column[entry["label"]]] = entry["score"]
+        return {"label": strings(answers, "label"), "score": numbers(answers, "score", np.float32), "scores": scores}
+
+    return Signature(
+        inputs=(TensorSpec("text", "BYTES"), TensorSpec("text_pair", "BYTES", optional=True)),
+        outputs=(
+            TensorSpec("label", "BYTES"),
+            TensorSpec("score", "FP32"),
+            TensorSpec("scores", "FP32", (-1, len(card.labels))),
+        ),
+        build_inputs=build_inputs,
+        build_outputs=build_outputs,
+        build_options=lambda _: PredictOptions(top_k=len(card.labels)),
+    )
+
+
+SPEC = TaskSpec(
+    name="text-classification",
+    summary="a text or a [text, text_pair] in, a label with its probability out (TSV, CSV or JSONL to train)",
+    output_names=("logits",),
+    per_token=False,
+    has_labels=True,
+    accepts_text=True,
+    build=_processor,
+    v1_inputs=(str, tuple[str, str]),
+    v1_output=ClassificationOutput,
+    v2_signature=v2_signature,
+)

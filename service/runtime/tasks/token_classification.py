@@ -17,14 +17,21 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 from tokenizers import Encoding, Tokenizer
 
+from service.runtime.errors import ConfigError
 from service.runtime.tasks.base import InputError, PredictOptions
 from service.runtime.tasks.encoding import check_input_names, collate_encodings, encode
+from service.runtime.tasks.signature import Signature, TensorSpec, json_strings
+from service.runtime.tasks.spec import TaskSpec
 from service.runtime.tasks.text_classification import softmax
+
+if TYPE_CHECKING:
+    from service.runtime.card import ModelCard
 
 WORD = re.compile(r"\S+")
 
@@ -58,10 +65,10 @@ def strip_punctuation(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def check_tags(labels: Sequence[str]) -> None:
-    """Raise ValueError unless every label is O, B-TYPE or I-TYPE."""
+    """Raise ConfigError unless every label is O, B-TYPE or I-TYPE."""
     odd = [label for label in labels if label != "O" and not (label[:2] in ("B-", "I-") and len(label) > 2)]
     if odd:
-        raise ValueError(f"token-classification labels must be IOB2 (O, B-TYPE, I-TYPE); got {odd}")
+        raise ConfigError(f"token-classification labels must be IOB2 (O, B-TYPE, I-TYPE); got {odd}")
 
 
 def entity_chunks(tags: Sequence[str | None]) -> list[tuple[str, int, int]]:
@@ -101,8 +108,6 @@ def _check_input(index: int, value: object) -> str:
 
 class TokenClassification:
     """Per-word IOB2 tags merged into entities."""
-
-    name = "token-classification"
 
     def __init__(
         self, tokenizer: Tokenizer, pad_id: int, labels: Sequence[str], input_names: Sequence[str], max_length: int
@@ -159,3 +164,48 @@ class TokenClassification:
     def example_inputs(self) -> list[object]:
         """One text."""
         return ["oberta warm-up in Paris"]
+
+
+class Entity(BaseModel):
+    """A named entity found in a text."""
+
+    type: str = Field(description="entity type, e.g. PER (the tag without its B-/I- prefix)")
+    text: str = Field(description="the entity's text")
+    start: int = Field(description="character offset of the entity in the text")
+    end: int = Field(description="character offset just past the entity")
+    score: float = Field(description="mean probability of the entity's word tags")
+
+
+class TokenClassificationOutput(BaseModel):
+    """The entities of one token-classification input."""
+
+    entities: list[Entity] = Field(description="entities in text order")
+
+
+def _processor(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> TokenClassification:
+    return TokenClassification(tokenizer, pad_id, card.labels, input_names, card.max_length)
+
+
+def v2_signature(_: ModelCard) -> Signature:
+    """Input `text`; output `entities` (BYTES: per input, a JSON array of its entities, each {"type", "text",
+    "start", "end", "score"}, as in v1)."""
+    return Signature(
+        inputs=(TensorSpec("text", "BYTES"),),
+        outputs=(TensorSpec("entities", "BYTES"),),
+        build_inputs=lambda elements: list(elements["text"]),
+        build_outputs=lambda answers: {"entities": json_strings(answers, "entities")},
+    )
+
+
+SPEC = TaskSpec(
+    name="token-classification",
+    summary="a text in, its named entities with character offsets out (CoNLL files with IOB2 tags to train)",
+    output_names=("logits",),
+    per_token=True,
+    has_labels=True,
+    accepts_text=True,
+    build=_processor,
+    v1_inputs=(str,),
+    v1_output=TokenClassificationOutput,
+    v2_signature=v2_signature,
+)

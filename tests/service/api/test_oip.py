@@ -15,8 +15,9 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from service.api.oip.codec import RequestError, deserialize_bytes, parse_request, serialize_bytes
-from service.api.oip.signatures import question_answering
 from service.runtime.card import ModelCard
+from service.runtime.errors import ProtocolError
+from service.runtime.tasks.question_answering import v2_signature
 from tests.conftest import NUM_LABELS, live_server, make_app
 from tests.tiny_models import make_tiny_question_answering_dir, make_tiny_token_classifier_dir
 
@@ -285,14 +286,14 @@ def test_codec_round_trips_and_nested_json_data() -> None:
 def test_question_answering_signature() -> None:
     card = ModelCard(name="qa", task="question-answering", labels=[], max_length=64, architecture="bert",
                      inputs=["input_ids"], files={"onnxruntime": "model.onnx"})
-    signature = question_answering(card)
+    signature = v2_signature(card)
     assert signature.task_inputs({"question": ["who?"], "context": ["john did"]}) == [
         {"question": "who?", "context": "john did"}
     ]
     assert signature.build_options({"max_answer_length": 5}).max_answer_length == 5
-    with pytest.raises(RequestError, match="max_answer_length"):
+    with pytest.raises(ProtocolError, match="max_answer_length"):
         signature.build_options({"max_answer_length": "long"})
     answers = [{"answer": "john", "score": 0.5, "start": 0, "end": 4}]
-    tensors = {tensor.name: tensor.data for tensor in signature.output_tensors(answers, signature.outputs)}
+    tensors = {spec.name: data for spec, data in signature.output_arrays(answers, signature.outputs)}
     assert tensors["answer"].tolist() == ["john"]
     assert (tensors["start"].dtype, tensors["end"].tolist()) == (np.int64, [4])

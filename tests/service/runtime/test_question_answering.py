@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from tokenizers import Encoding, Tokenizer
 
-from service.runtime.card import QuestionAnsweringSettings
 from service.runtime.tasks import InputError, PredictOptions
 from service.runtime.tasks.question_answering import (
     QuestionAnswering,
+    QuestionAnsweringSettings,
     QuestionWindows,
     Span,
     Window,

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from service.runtime.card import load_card
-from service.runtime.config import Truncation
 from service.runtime.tasks import InputError, PredictOptions, build_task
 from service.runtime.tasks.base import Task
-from service.runtime.tasks.encoding import load_tokenizer
+from service.runtime.tasks.encoding import Truncation, load_tokenizer
 from service.runtime.tasks.text_classification import softmax
 
 LONG_TEXT = "good movie " * 100
