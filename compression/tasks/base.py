@@ -10,6 +10,7 @@ import numpy as np
 from tokenizers import Encoding
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
+from compression.training_loop import DEFAULT_MAX_LENGTH
 from service.runtime.card import QuestionAnsweringSettings
 from service.runtime.card import Task as TaskName
 
@@ -32,7 +33,7 @@ class DataConfig:
     label_names: list[str] | None = None
     round_labels: bool = False
     max_train_examples: int | None = None
-    max_length: int = 128
+    max_length: int = DEFAULT_MAX_LENGTH
     doc_stride: int = 128
     max_query_length: int = 64
     max_answer_length: int = 30
