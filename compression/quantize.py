@@ -17,8 +17,10 @@ than any other part of quantization. Which of these each engine's file gets is s
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,31 @@ CALIBRATION_METHODS = {
 }
 WEIGHT_TYPES = {"deepsparse": QuantType.QInt8, "onnxruntime": QuantType.QUInt8}
 INT8_FILES = {"deepsparse": "model.deepsparse.onnx", "onnxruntime": "model.onnx"}
+
+
+class _DemoteQuantizerLogs(logging.Filter):
+    """Turns ONNX Runtime's quantizer chatter ("Please consider pre-processing", one "Ignore MatMul" line per
+    attention product), which it logs on the root logger, into debug records: dropped unless debug logging is on."""
+
+    QUANTIZER = f"{os.sep}onnxruntime{os.sep}quantization{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.QUANTIZER not in record.pathname or record.levelno >= logging.ERROR:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+@contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """Within the block, ONNX Runtime's quantizer logs below ERROR only at debug level."""
+    demote = _DemoteQuantizerLogs()
+    root = logging.getLogger()
+    root.addFilter(demote)
+    try:
+        yield
+    finally:
+        root.removeFilter(demote)
 
 
 class BatchReader(CalibrationDataReader):
@@ -74,19 +101,20 @@ def quantize_for_engine(
     ``settings`` default to the recipe defaults of that engine.
     """
     settings = settings or QuantizationRecipe.model_validate({}).for_engine(engine)
-    quantize_static(
-        str(fp32_path),
-        str(output_path),
-        BatchReader(batches),
-        quant_format=QuantFormat.QOperator,
-        op_types_to_quantize=["MatMul", "Gather"],
-        per_channel=settings.per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=WEIGHT_TYPES[engine],
-        calibrate_method=CALIBRATION_METHODS[calibration_method],
-        nodes_to_exclude=matching_matmuls(fp32_path, settings.keep_fp32),
-        extra_options={"WeightSymmetric": True, "MatMulConstBOnly": not settings.int8_attention},
-    )
+    with quiet_quantizer():
+        quantize_static(
+            str(fp32_path),
+            str(output_path),
+            BatchReader(batches),
+            quant_format=QuantFormat.QOperator,
+            op_types_to_quantize=["MatMul", "Gather"],
+            per_channel=settings.per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=WEIGHT_TYPES[engine],
+            calibrate_method=CALIBRATION_METHODS[calibration_method],
+            nodes_to_exclude=matching_matmuls(fp32_path, settings.keep_fp32),
+            extra_options={"WeightSymmetric": True, "MatMulConstBOnly": not settings.int8_attention},
+        )
     if settings.integer_matmuls:
         model = onnx.load(str(output_path))
         integer_matmuls(model)

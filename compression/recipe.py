@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from compression.training_loop import TrainingLoop
+from service.runtime.errors import ConfigError, MissingFile
 
 RECIPES_PACKAGE = "compression.recipes"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TrainingRecipe(_Strict):
-    """The fine-tuning loop the pruning runs inside."""
-
-    epochs: float = Field(3.0, gt=0, description="training epochs in all")
-    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
-    lr_schedule: Literal["linear", "constant", "cosine"] = Field("linear", description="decay after warm-up")
-    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up")
-    batch_size: int = Field(32, ge=1, description="per-device batch size")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    max_length: int = Field(128, gt=1, description="maximum sequence length in tokens")
-    freeze_embeddings: bool = Field(True, description="keep the embedding layer fixed")
-    eval_steps: int = Field(500, ge=1, description="evaluate every N steps")
-    save_steps: int = Field(250, ge=1, description="checkpoint every N steps")
 
 
 class OBSRecipe(_Strict):
@@ -135,7 +124,7 @@ class Recipe(_Strict):
     """A whole compression recipe."""
 
     description: str = ""
-    training: TrainingRecipe = Field(default_factory=lambda: TrainingRecipe.model_validate({}))
+    training: TrainingLoop = Field(default_factory=lambda: TrainingLoop.model_validate({}))
     pruning: PruningRecipe = Field(default_factory=lambda: PruningRecipe.model_validate({}))
     distillation: DistillationRecipe = Field(default_factory=lambda: DistillationRecipe.model_validate({}))
     quantization: QuantizationRecipe = Field(default_factory=lambda: QuantizationRecipe.model_validate({}))
@@ -153,15 +142,47 @@ def shipped_recipes() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def _readable(error: ValidationError) -> str:
+    """pydantic's errors as one line each: ``training.max_lenght: Extra inputs are not permitted``."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "recipe"
+        lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
 def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Parse a recipe from a YAML path or a shipped recipe's name."""
+    """Parse a recipe from a YAML path or a shipped recipe's name; a missing or invalid recipe is a ConfigError."""
     path = Path(name_or_path)
     if path.is_file():
         text = path.read_text(encoding="utf-8")
     else:
         shipped = resources.files(RECIPES_PACKAGE) / f"{name_or_path}.yaml"
         if not shipped.is_file():
-            raise FileNotFoundError(f"no recipe file {path} and no shipped recipe of that name; "
-                                    f"shipped: {', '.join(shipped_recipes())}")
+            raise MissingFile(f"no recipe file {path} and no shipped recipe of that name; "
+                              f"shipped: {', '.join(shipped_recipes())}")
         text = shipped.read_text(encoding="utf-8")
-    return Recipe.model_validate(yaml.safe_load(text) or {})
+    try:
+        return Recipe.model_validate(yaml.safe_load(text) or {})
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {name_or_path}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"recipe {name_or_path}: {_readable(exc)}") from exc
+
+
+def with_overrides(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
+    """A copy of the recipe with settings replaced by dotted path (``{"training.max_length": 256}``), validated
+    again; the recipe given is left as it was."""
+    settings = recipe.model_dump()
+    for dotted, value in overrides.items():
+        *sections, key = dotted.split(".")
+        section = settings
+        for name in sections:
+            section = section.get(name) if isinstance(section, dict) else None  # type: ignore[assignment]
+        if not isinstance(section, dict) or key not in section:
+            raise ConfigError(f"no recipe setting {dotted!r} to override")
+        section[key] = value
+    try:
+        return Recipe.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError(f"recipe overrides {dict(overrides)}: {_readable(exc)}") from exc

@@ -1,4 +1,5 @@
-"""Shared training pieces: embedding freezing, a length-grouped sampler and a Trainer with optional distillation."""
+"""Shared training pieces: the Trainer's arguments, embedding freezing, a length-grouped sampler and a Trainer
+with optional distillation."""
 
 from __future__ import annotations
 
@@ -9,13 +10,41 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler, SequentialSampler
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.modeling_outputs import QuestionAnsweringModelOutput, TokenClassifierOutput
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import is_torch_tf32_available
+
+from compression.training_loop import TrainingLoop
 
 IGNORED_LABEL = -100
 MASKED_LOGIT = -1e4  # far below any logit, yet finite, so masked positions get probability 0 without NaNs
+
+
+def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int) -> TrainingArguments:
+    """The Trainer's arguments for a loop, shared by fine-tuning and compression runs."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=loop.epochs,
+        learning_rate=loop.learning_rate,
+        lr_scheduler_type=loop.lr_schedule,
+        per_device_train_batch_size=loop.batch_size,
+        per_device_eval_batch_size=max(64, loop.batch_size),
+        warmup_steps=loop.warmup_ratio,  # a float below 1 is a share of the steps
+        weight_decay=loop.weight_decay,
+        eval_strategy="steps",
+        eval_steps=loop.eval_steps,
+        save_strategy="steps",
+        save_steps=loop.save_steps,
+        save_total_limit=2,
+        logging_steps=50,
+        train_sampling_strategy="group_by_length",
+        report_to="none",
+        seed=seed,
+        dataloader_num_workers=0,
+        tf32=True if is_torch_tf32_available() else None,  # TF32 matmuls on GPUs that have them (Ampere on)
+    )
 
 
 def freeze_embeddings(model: PreTrainedModel) -> int:

@@ -18,7 +18,7 @@ os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -> None:
     add_task_argument(parser)
     group = parser.add_argument_group("data")
     group.add_argument("--train-file", required=True,
@@ -35,12 +35,13 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--round-labels", action="store_true",
                        help="round numeric labels half up to integer classes (STS-B scores 0-5 -> classes 0..5)")
     group.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
-    group.add_argument("--max-length", type=int, default=128, help="maximum sequence length in tokens (default 128)")
+    group.add_argument("--max-length", type=int, help=max_length_help)
     add_task_settings_arguments(parser)
 
 
 def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from compression.finetune import DataConfig
+    """The data settings; the sequence length is the training loop's (--max-length or the recipe's)."""
+    from compression.tasks import DataConfig
 
     return DataConfig(
         train_file=args.train_file,
@@ -54,26 +55,25 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         label_names=args.label_names.split(",") if args.label_names else None,
         round_labels=args.round_labels,
         max_train_examples=args.max_train_examples,
-        max_length=args.max_length,
         task_settings=task_settings(args),
     )
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
     from compression.finetune import FinetuneConfig, finetune
+    from compression.training_loop import finetune_loop
 
-    config = FinetuneConfig(
-        data=_data_config(args),
-        output_dir=args.output,
-        model=args.model,
+    loop = finetune_loop(
         epochs=args.epochs,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
-        freeze_embeddings=not args.train_embeddings,
+        max_length=args.max_length,
+        freeze_embeddings=False if args.train_embeddings else None,
         eval_steps=args.eval_steps,
         save_steps=args.save_steps,
-        threads=args.threads,
     )
+    config = FinetuneConfig(data=_data_config(args), output_dir=args.output, model=args.model, loop=loop,
+                            threads=args.threads)
     info = finetune(config)
     print(f"validation: {info['validation_metrics']}; model in {args.output}/final")
     return 0
@@ -104,6 +104,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+    from compression.training_loop import finetune_default as default
+
     parser = sub.add_parser(
         "finetune",
         help="fine-tune a dense encoder (the teacher) for classification, question answering or NER",
@@ -114,14 +116,15 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="all-MiniLM-L6-v2", help="base model: a local path, the bundled "
                         "all-MiniLM-L6-v2 (default), or a hub name where a hub is reachable")
     parser.add_argument("--output", required=True, help="run directory")
-    parser.add_argument("--epochs", type=float, default=2.0, help="training epochs (default 2)")
-    parser.add_argument("--learning-rate", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument("--epochs", type=float, help=f"training epochs (default {default('epochs'):g})")
+    parser.add_argument("--learning-rate", type=float,
+                        help=f"peak learning rate (default {default('learning_rate'):g})")
+    parser.add_argument("--batch-size", type=int, help=f"batch size (default {default('batch_size')})")
     parser.add_argument("--train-embeddings", action="store_true", help="also train the embeddings (frozen by default)")
-    parser.add_argument("--eval-steps", type=int, default=500, help="evaluate every N steps (default 500)")
-    parser.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps (default 500)")
+    parser.add_argument("--eval-steps", type=int, help=f"evaluate every N steps (default {default('eval_steps')})")
+    parser.add_argument("--save-steps", type=int, help=f"checkpoint every N steps (default {default('save_steps')})")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-    _add_data_arguments(parser)
+    _add_data_arguments(parser, f"maximum sequence length in tokens (default {default('max_length')})")
     parser.set_defaults(handler=_run_finetune)
 
 
@@ -143,6 +146,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         threads=args.threads,
         command="oberta " + shlex.join(sys.argv[1:]),
         stage=args.stage,
+        overrides={} if args.max_length is None else {"training.max_length": args.max_length},
     )
     card = compress(config)
     if card is None:
@@ -174,7 +178,8 @@ def _compress_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--stage", choices=("all", "train", "export"), default="all",
                         help="all (default); train: prune and distill, save OUTPUT/trained and stop (e.g. on a GPU "
                         "machine); export: INT8, export and evaluate OUTPUT/trained (e.g. on the CPU machine)")
-    _add_data_arguments(parser)
+    _add_data_arguments(parser, "maximum sequence length in tokens (default: the recipe's training.max_length); "
+                        "given, it overrides the recipe's, and the card records the override")
     parser.set_defaults(handler=_run_compress)
 
 
@@ -202,6 +207,8 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _export_parser(sub: argparse._SubParsersAction) -> None:
+    from compression.training_loop import DEFAULT_MAX_LENGTH
+
     parser = sub.add_parser(
         "export",
         help="export a trained PyTorch model to a served model directory (ONNX, tokenizer, card)",
@@ -211,7 +218,8 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="trained model directory (e.g. RUN/final)")
     parser.add_argument("--output", required=True, help="model directory to write, e.g. models/sentiment")
     parser.add_argument("--name", required=True, help="served model name")
-    parser.add_argument("--max-length", type=int, default=128, help="maximum sequence length served (default 128)")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
+                        help=f"maximum sequence length served (default {DEFAULT_MAX_LENGTH})")
     add_task_argument(parser)
     add_task_settings_arguments(parser)
     parser.set_defaults(handler=_run_export)

@@ -10,6 +10,7 @@ import numpy as np
 from tokenizers import Encoding
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
+from compression.training_loop import DEFAULT_MAX_LENGTH
 from service.runtime.tasks import DEFAULT_TASK, TaskSpec
 
 Features = list[dict[str, Any]]
@@ -31,7 +32,7 @@ class DataConfig:
     label_names: list[str] | None = None
     round_labels: bool = False
     max_train_examples: int | None = None
-    max_length: int = 128
+    max_length: int = DEFAULT_MAX_LENGTH
     task_settings: dict[str, Any] = field(default_factory=dict)  # the task's own, e.g. question-answering windows
 
 

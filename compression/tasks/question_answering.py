@@ -36,6 +36,7 @@ from compression.tasks.base import (
     pick_inputs,
 )
 from compression.tasks.squad_metric import squad_scores
+from service.runtime.errors import MissingFile
 from service.runtime.tasks.question_answering import (
     SPEC,
     QuestionAnsweringSettings,
@@ -61,7 +62,7 @@ def load_squad(path: str | Path) -> list[list[QAExample]]:
     """The questions of a SQuAD v1.1 JSON file (optionally gzipped), grouped by article."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise MissingFile(f"data file not found: {path}")
     with open_text(path) as handle:
         try:
             data = json.load(handle)

@@ -35,6 +35,7 @@ from compression.tasks.base import (
     pick_inputs,
 )
 from compression.tasks.entity_metric import entity_scores
+from service.runtime.errors import MissingFile
 from service.runtime.tasks.token_classification import SPEC, check_tags, first_tokens, word_spans
 
 IGNORED = -100
@@ -58,7 +59,7 @@ def load_conll(path: str | Path) -> list[Sentence]:
     """The sentences of a CoNLL file (optionally gzipped): token first, tag last on each line."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise MissingFile(f"data file not found: {path}")
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,9 +20,12 @@ from compression.compress import CompressConfig, compress
 from compression.finetune import DataConfig
 from compression.pruning.callback import PruningCallback
 from compression.quantize import weight_sparsity
-from compression.recipe import Recipe
-from compression.training import final_evaluation
+from compression.recipe import Recipe, load_recipe
+from compression.stages.record import BuildRecord
+from compression.training import final_evaluation, training_arguments
+from oberta.cli import main
 from service.runtime.card import load_card
+from service.runtime.errors import MissingFile
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -149,5 +154,44 @@ def test_training_and_export_run_as_separate_stages(dense_dir: Path, tmp_path: P
 
 def test_export_stage_needs_a_finished_training_stage(dense_dir: Path, tmp_path: Path) -> None:
     config = _config(tiny_recipe(), dense_dir, tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="--stage train"):
+    with pytest.raises(MissingFile, match="--stage train"):
         compress(replace(config, stage="export"))
+
+
+def test_training_loop_settings_reach_the_trainer_by_keyword(tmp_path: Path) -> None:
+    loop = tiny_recipe().training.model_copy(update={"lr_schedule": "cosine", "warmup_ratio": 0.1})
+    args = training_arguments(loop, output_dir=str(tmp_path), seed=7)
+    assert (args.num_train_epochs, args.learning_rate, args.per_device_train_batch_size) == (2, 1e-3, 8)
+    assert (args.lr_scheduler_type.value, args.warmup_steps, args.save_steps, args.seed) == ("cosine", 0.1, 3, 7)
+
+
+def test_a_command_line_override_is_logged_recorded_and_leaves_the_config_alone(
+    dense_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = replace(_config(tiny_recipe(), dense_dir, tmp_path / "run"), overrides={"training.max_length": 24})
+    before = deepcopy(config)
+    with caplog.at_level(logging.INFO):
+        card = compress(config)
+    assert config == before and config.recipe.training.max_length == 32 and config.data.max_length == 128
+    assert "the command line overrides the recipe's training.max_length: 24" in caplog.text
+    assert card is not None and card.max_length == 24
+    assert card.build["overrides"] == {"training.max_length": 24}
+    assert card.build["recipe_settings"]["training"]["max_length"] == 24
+    assert card.build["data"]["max_length"] == 24
+    record = BuildRecord.model_validate(card.build)  # the card's build is the typed record, dumped
+    assert record.file_megabytes and record.quantization and record.opset
+    result = json.loads((tmp_path / "run" / "training_result.json").read_text())
+    assert result["build"]["overrides"] == {"training.max_length": 24}
+
+
+def test_compress_max_length_flag_is_an_override_and_only_when_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[CompressConfig] = []
+    monkeypatch.setattr("compression.compress.compress", lambda config: seen.append(config))
+    common = ["compress", "--recipe", "obert-cpu", "--model", "m", "--output", str(tmp_path), "--name", "x",
+              "--train-file", str(FIXTURES / "sentiment.tsv"), "--stage", "train"]
+    assert main(common) == 0
+    assert main([*common, "--max-length", "256"]) == 0
+    assert [config.overrides for config in seen] == [{}, {"training.max_length": 256}]
+    assert seen[0].recipe == load_recipe("obert-cpu")

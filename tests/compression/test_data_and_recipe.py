@@ -8,7 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from compression.data import label_names, load_examples, split_validation
-from compression.recipe import Recipe, load_recipe, shipped_recipes
+from compression.recipe import Recipe, load_recipe, shipped_recipes, with_overrides
+from compression.training_loop import FINETUNE_DEFAULTS, TrainingLoop, finetune_loop
+from service.runtime.errors import ConfigError, MissingFile
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -38,7 +40,7 @@ def test_csv_with_explicit_columns(tmp_path: Path) -> None:
 
 
 def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(MissingFile):
         load_examples(tmp_path / "missing.tsv")
     odd = tmp_path / "data.txt"
     odd.write_text("x")
@@ -78,8 +80,47 @@ def test_recipes_reject_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         Recipe.model_validate({"pruning": {"initial_sparsity": 0.9, "final_sparsity": 0.5}})
     with pytest.raises(ValidationError):
         Recipe.model_validate({"training": {"epochs": 1}, "pruning": {"end_epoch": 2}})
-    with pytest.raises(FileNotFoundError, match="shipped"):
+    with pytest.raises(MissingFile, match="shipped"):
         load_recipe("no-such-recipe")
     path = tmp_path / "r.yaml"
     path.write_text("pruning:\n  structure: 4-block\n")
     assert load_recipe(path).pruning.group == 4
+
+
+def test_a_recipe_file_with_a_typo_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("training:\n  max_lenght: 256\npruning:\n  final_sparsity: 1.5\n")
+    with pytest.raises(ConfigError) as raised:
+        load_recipe(path)
+    message = str(raised.value)
+    assert message.startswith(f"recipe {path}: ")
+    assert "training.max_lenght: Extra inputs are not permitted" in message
+    assert "pruning.final_sparsity: Input should be less than 1" in message
+    path.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(path)
+
+
+def test_overrides_make_a_validated_copy_and_leave_the_recipe_alone() -> None:
+    recipe = load_recipe("obert-cpu")
+    overridden = with_overrides(recipe, {"training.max_length": 256, "pruning.obs.num_grads": 8})
+    assert (overridden.training.max_length, overridden.pruning.obs.num_grads) == (256, 8)
+    assert recipe == load_recipe("obert-cpu")
+    with pytest.raises(ConfigError, match=r"no recipe setting 'training\.max_lenght'"):
+        with_overrides(recipe, {"training.max_lenght": 256})
+    with pytest.raises(ConfigError, match=r"training\.max_length: Input should be greater than 1"):
+        with_overrides(recipe, {"training.max_length": 1})
+
+
+def test_finetune_and_recipes_share_one_training_loop_with_their_own_defaults() -> None:
+    recipe_loop = Recipe.model_validate({}).training
+    assert recipe_loop == TrainingLoop()
+    finetune = finetune_loop()
+    assert {name: getattr(finetune, name) for name in FINETUNE_DEFAULTS} == {
+        "epochs": 2.0, "warmup_ratio": 0.06, "weight_decay": 0.01, "save_steps": 500
+    }
+    assert finetune.model_dump(exclude=set(FINETUNE_DEFAULTS)) == recipe_loop.model_dump(exclude=set(FINETUNE_DEFAULTS))
+    given = finetune_loop(epochs=1, max_length=64, save_steps=None)  # None: not given
+    assert (given.epochs, given.max_length, given.save_steps) == (1.0, 64, 500)
+    with pytest.raises(ValidationError):
+        finetune_loop(batch_size=0)

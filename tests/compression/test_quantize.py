@@ -3,6 +3,7 @@ integer rewrite computes exact products for weight layers and attention products
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,25 @@ def test_deepsparse_runs_its_int8_file_like_onnxruntime(sparse_fp32: Path, tmp_p
     batch = _calibration(16)[2]
     expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, batch)[0]
     np.testing.assert_allclose(engine.run(batch)[0], expected, atol=0.02)
+
+
+def _quantizer_records(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    return [r for r in records if "onnxruntime" in r.pathname and "quantization" in r.pathname]
+
+
+def test_the_quantizer_chatter_stays_out_of_the_default_log_level(
+    sparse_fp32: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = EngineQuantization(int8_attention=False)  # one "Ignore MatMul" line per attention product
+    with caplog.at_level(logging.INFO):
+        quantize_for_engine(sparse_fp32, tmp_path / "quiet.onnx", "onnxruntime", _calibration(), settings=settings)
+    assert _quantizer_records(caplog.records) == []
+    assert "Please consider pre-processing" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        quantize_for_engine(sparse_fp32, tmp_path / "verbose.onnx", "onnxruntime", _calibration(), settings=settings)
+    kept = _quantizer_records(caplog.records)
+    assert any("Ignore MatMul" in r.getMessage() for r in kept)
+    assert any("Please consider pre-processing" in r.getMessage() for r in kept)
+    assert {r.levelname for r in kept} == {"DEBUG"}
+    assert logging.getLogger().filters == []  # the filter is gone after quantization

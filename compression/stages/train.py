@@ -1,0 +1,112 @@
+"""The training stage: prune with distillation (resuming from the newest checkpoint), save ``trained/`` and the
+training result."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel
+
+from compression.base_models import resolve_base_model
+from compression.pruning.callback import GradientSampler, PruningCallback
+from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
+from compression.stages.config import CompressConfig, Plan
+from compression.stages.prepare import Prepared, prefixed, prepare, score
+from compression.stages.record import TRAINED, BuildRecord, TrainingResult
+from compression.tasks import task_for
+from compression.training import (
+    DistillationTrainer,
+    final_evaluation,
+    freeze_embeddings,
+    last_checkpoint,
+    training_arguments,
+)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The trained student, the prepared data (for an export in the same run) and the saved result."""
+
+    student: PreTrainedModel
+    prepared: Prepared
+    result: TrainingResult
+
+
+def _trainer(
+    plan: Plan, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None, prepared: Prepared
+) -> tuple[DistillationTrainer, PruningCallback]:
+    """The Trainer of the run with the pruning callback attached."""
+    recipe, seed = plan.recipe, plan.data.seed
+    pruning = recipe.pruning
+    collator = prepared.task.collator(prepared.tokenizer)
+    pruner = Pruner(
+        find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
+        scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
+        block_size=pruning.obs.block_size, damp=pruning.obs.damp,
+    )
+    trainer = DistillationTrainer(
+        model=student, args=training_arguments(recipe.training, output_dir=output_dir, seed=seed),
+        train_dataset=prepared.train, eval_dataset=prepared.evaluation.features, data_collator=collator,
+        compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
+        hardness=recipe.distillation.hardness if teacher is not None else 0.0,
+        temperature=recipe.distillation.temperature,
+    )
+
+    def samplers(draw: int) -> GradientSampler:
+        return GradientSampler(
+            student, pruner, lambda m, b: trainer.compute_loss(m, b), prepared.train, collator,
+            pruning.obs.grad_batch_size, pruning.obs.num_grads, seed * 1_000_003 + draw,
+        )
+
+    callback = PruningCallback(pruner, pruning, samplers if pruning.scorer == "obs" else None)
+    trainer.add_callback(callback)
+    return trainer, callback
+
+
+def train(config: CompressConfig, plan: Plan) -> Trained:
+    """Prune with distillation, save ``trained/`` and ``training_result.json`` in the output directory."""
+    started = time.time()
+    recipe = plan.recipe
+    student_path = resolve_base_model(config.model)
+    task = task_for(plan.data.task)
+    student = task.load_model(student_path)
+    prepared = prepare(plan.data, student_path, student)
+    teacher_path = config.teacher or recipe.distillation.teacher
+    teacher = task.load_model(resolve_base_model(teacher_path)) if teacher_path else None
+    if teacher is not None:
+        task.check_model(teacher, prepared.data, "teacher")
+    if recipe.training.freeze_embeddings:
+        freeze_embeddings(student)
+
+    trainer, callback = _trainer(plan, config.output_dir, student, teacher, prepared)
+    trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
+    callback.pruner.remove_hooks()
+    output = Path(config.output_dir)
+    trainer.save_model(str(output / TRAINED))
+    prepared.tokenizer.save_pretrained(str(output / TRAINED))
+
+    metrics: dict[str, Any] = {"validation_examples": len(prepared.data.validation),
+                               **prefixed("student_fp32", final_evaluation(trainer) or score(prepared, student))}
+    if teacher is not None:
+        metrics.update(prefixed("teacher", score(prepared, teacher)))
+    record = BuildRecord(
+        command=config.command,
+        recipe=config.recipe_source,
+        recipe_settings=recipe.model_dump(mode="json"),
+        overrides=plan.overrides,
+        model=config.model,
+        teacher=teacher_path,
+        data=asdict(plan.data),
+        train_examples=len(prepared.data.train),
+        train_features=len(prepared.train),
+        pruning_history=callback.history,
+        pytorch_sparsity=callback.pruner.sparsity(),
+        training_device=str(student.device),
+        training_wall_clock_seconds=round(time.time() - started),
+    )
+    result = TrainingResult(metrics=metrics, build=record)
+    result.save(output)
+    return Trained(student, prepared, result)

@@ -1,0 +1,43 @@
+"""The training loop's settings, one model for `oberta finetune` and `oberta compress` (a recipe's `training:`).
+
+Light on purpose (pydantic only): the CLI reads the defaults for its help text without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MAX_LENGTH = 128
+
+
+class TrainingLoop(BaseModel):
+    """The fine-tuning loop: what `oberta finetune` runs, and what a compression recipe's pruning runs inside."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(3.0, gt=0, description="training epochs in all")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
+    lr_schedule: Literal["linear", "constant", "cosine"] = Field("linear", description="decay after warm-up")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps spent warming up")
+    batch_size: int = Field(32, ge=1, description="per-device batch size")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_length: int = Field(DEFAULT_MAX_LENGTH, gt=1, description="maximum sequence length in tokens")
+    freeze_embeddings: bool = Field(True, description="keep the embedding layer fixed")
+    eval_steps: int = Field(500, ge=1, description="evaluate every N steps")
+    save_steps: int = Field(250, ge=1, description="checkpoint every N steps")
+
+
+FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 2.0, "warmup_ratio": 0.06, "weight_decay": 0.01, "save_steps": 500}
+"""Where `oberta finetune`'s defaults differ from a recipe's: a dense teacher trains shorter, with warm-up."""
+
+
+def finetune_loop(**given: Any) -> TrainingLoop:
+    """`oberta finetune`'s loop: the settings given (None means not given) over its defaults."""
+    return TrainingLoop.model_validate({**FINETUNE_DEFAULTS, **{k: v for k, v in given.items() if v is not None}})
+
+
+def finetune_default(name: str) -> Any:
+    """The value `oberta finetune` uses for a setting nobody gave (for help texts)."""
+    return getattr(finetune_loop(), name)
