@@ -17,14 +17,15 @@ import numpy as np
 from pydantic import ValidationError
 
 from service.api.oip.schemas import InferRequest, RequestInput
+from service.runtime.errors import ProtocolError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 NUMPY_TYPES: dict[str, np.dtype] = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8")}  # numeric outputs served
 
 
-class RequestError(ValueError):
-    """A request that does not follow the protocol or the model's tensors; the message says why (400)."""
+class RequestError(ProtocolError):
+    """A v2 request that does not follow the protocol or the model's tensors; the message says why (400)."""
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import require_health_key, require_key
-from service.api.oip.codec import HEADER_LENGTH, RequestError, binary_outputs, encode_response, parse_request
+from service.api.errors import NotOnV2, UnsupportedMediaType
+from service.api.oip.codec import HEADER_LENGTH, binary_outputs, encode_response, parse_request
 from service.api.oip.schemas import (
     ErrorBody,
     InferRequest,
@@ -23,9 +24,9 @@ from service.api.oip.schemas import (
 )
 from service.api.oip.signatures import Signature, signature_for
 from service.api.routes import INFERENCE_ERRORS, MeteredRoute
+from service.runtime.errors import ModelNotServed
 from service.runtime.inference import predict, serving_slot
 from service.runtime.state import ModelSlot, ServiceState
-from service.runtime.tasks import InputError
 
 EXTENSIONS = ["binary_tensor_data"]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -50,14 +51,14 @@ def _state(request: Request) -> ServiceState:
 def _slot(request: Request, name: str) -> ModelSlot:
     slot = _state(request).slots.get(name)
     if slot is None:
-        raise HTTPException(404, f"model {name!r} is not served")
+        raise ModelNotServed(f"model {name!r} is not served")
     return slot
 
 
 def _signature(slot: ModelSlot) -> Signature:
     signature = signature_for(slot.endpoint.card)
     if signature is None:
-        raise HTTPException(501, f"model {slot.endpoint.name!r}: {slot.endpoint.card.task} is not served over v2 yet")
+        raise NotOnV2(f"model {slot.endpoint.name!r}: {slot.endpoint.card.task} is not served over v2 yet")
     return signature
 
 
@@ -149,15 +150,12 @@ async def infer(name: str, request: Request) -> Response:
     slot = serving_slot(state, name)
     signature = _signature(slot)
     if request.headers.get("content-encoding", "identity").lower() != "identity":
-        raise HTTPException(415, "compressed request bodies are not supported; send them uncompressed")
-    try:
-        parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-        specs = signature.requested(parsed.request)
-        inputs = signature.task_inputs(parsed.elements)
-        options = signature.build_options(parsed.request.parameters)
-        answers = await predict(state, slot, inputs, options)
-    except (RequestError, InputError) as exc:
-        raise HTTPException(400, str(exc)) from exc
+        raise UnsupportedMediaType("compressed request bodies are not supported; send them uncompressed")
+    parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    specs = signature.requested(parsed.request)
+    inputs = signature.task_inputs(parsed.elements)
+    options = signature.build_options(parsed.request.parameters)
+    answers = await predict(state, slot, inputs, options)
     outputs = signature.output_tensors(answers, specs)
     binary = binary_outputs(parsed.request, [spec.name for spec in specs])
     content, headers, media_type = encode_response(name, parsed.request.id, outputs, binary)
