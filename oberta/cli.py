@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable
 
 from oberta.task_arguments import add_task_argument, add_task_settings_arguments, task_settings
-
-os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
+from service.runtime.errors import ObertaError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -94,12 +92,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         "Prometheus metrics at /metrics, health at /health/live and /health/ready, and OpenAPI docs at /docs. "
         "Needs no torch.",
     )
-    parser.add_argument("--host", default=os.environ.get("OBERTA_HOST", "127.0.0.1"),
-                        help="address to bind (default 127.0.0.1, or OBERTA_HOST)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("OBERTA_PORT", "8000")),
-                        help="port (default 8000, or OBERTA_PORT)")
+    parser.add_argument("--host", help="address to bind (default: OBERTA_HOST, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: OBERTA_PORT, else 8000)")
     parser.add_argument("--config", help="YAML file listing the endpoints (default: OBERTA_CONFIG, else discovery)")
-    parser.add_argument("--models-dir", help="directory of model directories (default: OBERTA_MODELS_DIR or models)")
+    parser.add_argument("--models-dir", help="directory of model directories (default: OBERTA_MODELS_DIR, else models)")
     parser.set_defaults(handler=_run_serve)
 
 
@@ -353,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ObertaError, ValueError, FileNotFoundError) as exc:  # a user's mistake: one line, no traceback
         print(f"oberta {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

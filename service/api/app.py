@@ -14,8 +14,9 @@ from service.api import oip
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.routes import health_router, metrics_router, models_router, predict_router
-from service.runtime.config import Settings, resolve_endpoints
-from service.runtime.engines import EngineFactory, load_engine
+from service.runtime.config import Settings, load_settings, resolve_endpoints
+from service.runtime.engines import EngineFactory, load_engine, require_engine_package
+from service.runtime.errors import ConfigError
 from service.runtime.metrics import Metrics
 from service.runtime.state import ServiceState
 from service.runtime.tasks import TASKS
@@ -27,15 +28,17 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, engine_factory: EngineFactory = load_engine) -> FastAPI:
     """An app serving the endpoints `settings` name (default: from OBERTA_* environment variables).
 
-    Cards are read and the files they name checked here, so configuration errors and missing files surface before the
-    server starts. Models load and warm up in the background once the server runs; /health/ready answers 503 until
-    all are ready, and a model that fails to load stays not ready while the others serve.
+    Cards are read, and the files they name and the engine packages configured checked, here, so configuration
+    errors (ConfigError, MissingFile, MissingPackage) surface before the server starts. Models load and warm up in the
+    background once the server runs; /health/ready answers 503 until all are ready, and a model that fails to load
+    stays not ready while the others serve.
     """
-    settings = settings or Settings.from_env()
+    settings = settings or load_settings()
     endpoints = resolve_endpoints(settings)
     for endpoint in endpoints:
+        require_engine_package(endpoint.config.engine)
         if endpoint.card.task not in TASKS:
-            raise ValueError(f"model {endpoint.name!r}: task {endpoint.card.task} is not served yet")
+            raise ConfigError(f"model {endpoint.name!r}: task {endpoint.card.task} is not served yet")
     state = ServiceState(settings, endpoints, Metrics(), engine_factory)
     logger.info(
         "API key %s; CORS %s; bodies up to %d bytes; requests time out after %.1f s",

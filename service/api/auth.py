@@ -9,9 +9,10 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import HTTPException, Request, Security
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.errors import Unauthorized
 from service.runtime.config import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="the server's API key (OBERTA_API_KEY)")
@@ -23,7 +24,8 @@ def _check(settings: Settings, credentials: HTTPAuthorizationCredentials | None)
     expected = settings.api_key.get_secret_value().encode()
     if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
         reason = "missing" if credentials is None else "invalid"
-        raise HTTPException(401, f"{reason} API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
+        message = f"{reason} API key: send Authorization: Bearer <key>"
+        raise Unauthorized(message, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _settings(request: Request) -> Settings:

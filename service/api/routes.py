@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -15,12 +15,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.auth import require_health_key, require_key, require_metrics_key
+from service.api.errors import error_status
 from service.api.schemas import HealthResponse, ModelInfo, ModelsResponse, PredictRequest, PredictResponse
+from service.runtime.errors import ObertaError
 from service.runtime.inference import predict as run_predict
 from service.runtime.inference import serving_slot
 from service.runtime.metrics import UNKNOWN_MODEL
 from service.runtime.state import ModelSlot, ServiceState
-from service.runtime.tasks import InputError, PredictOptions
+from service.runtime.tasks import PredictOptions
 
 INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "the server has an API key and the request did not send it (Authorization: Bearer)"},
@@ -55,6 +57,9 @@ class MeteredRoute(APIRoute):
                 response = await handler(request)
                 status = response.status_code
                 return response
+            except ObertaError as exc:
+                status = error_status(request, exc)
+                raise
             except StarletteHTTPException as exc:
                 status = exc.status_code
                 raise
@@ -126,10 +131,7 @@ async def predict(name: str, body: PredictRequest, request: Request) -> PredictR
     """Predict on each input; inputs of concurrent requests are batched together."""
     state = _state(request)
     slot = serving_slot(state, name)
-    try:
-        answers = await run_predict(state, slot, body.inputs, predict_options(body))
-    except InputError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    answers = await run_predict(state, slot, body.inputs, predict_options(body))
     return PredictResponse.model_validate({"model": name, "outputs": answers})
 
 

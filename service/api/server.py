@@ -8,7 +8,6 @@ models stop, and `serve` returns normally. A second signal cuts the wait short.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from service.api.app import create_app
-from service.runtime.config import Settings
+from service.runtime.config import load_settings
 from service.runtime.state import ServiceState
 
 logger = logging.getLogger(__name__)
@@ -57,16 +56,16 @@ def run_app(app: FastAPI, host: str, port: int) -> None:
 
 
 def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str | None = None,
+    port: int | None = None,
     config_path: str | Path | None = None,
     models_dir: str | Path | None = None,
 ) -> None:
     """Serve the models of `config_path`, or of every model directory under `models_dir`, until signalled.
 
-    Arguments left as None fall back to OBERTA_CONFIG and OBERTA_MODELS_DIR, then to ./models. Raises
-    FileNotFoundError or ValueError on a bad configuration or a missing model file before the server starts.
+    Arguments left as None fall back to the settings from the environment (OBERTA_HOST, OBERTA_PORT, OBERTA_CONFIG,
+    OBERTA_MODELS_DIR), then to their defaults (127.0.0.1, 8000, discovery under ./models). Raises an ObertaError
+    (ConfigError, MissingFile, MissingPackage) on a bad configuration or a missing model file before the server starts.
     """
-    os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
-    settings = Settings.from_env(config=config_path, models_dir=models_dir)
-    run_app(create_app(settings), host, port)
+    settings = load_settings(host=host, port=port, config=config_path, models_dir=models_dir)
+    run_app(create_app(settings), settings.host, settings.port)

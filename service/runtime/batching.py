@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from service.runtime.errors import EngineFailed
 from service.runtime.metrics import ModelMetrics
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,8 @@ Collate = Callable[[Sequence[Any]], dict[str, np.ndarray]]
 RunEngine = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
 
 
-class BatchError(RuntimeError):
-    """The engine failed on a batch (or the batcher stopped); every request with items in it fails."""
+class BatchError(EngineFailed):
+    """The engine failed on a batch (or the batcher stopped); every request with items in it fails (500)."""
 
 
 @dataclass(eq=False)

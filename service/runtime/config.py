@@ -1,4 +1,5 @@
-"""Server settings (environment variables `OBERTA_*`) and the optional YAML file listing the endpoints.
+"""Server settings (environment variables `OBERTA_*`, overridden by arguments) and the optional YAML file listing the
+endpoints.
 
 With no config file, every directory under `models_dir` that holds a `model.yaml` is served with defaults.
 A config file looks like::
@@ -15,17 +16,17 @@ A config file looks like::
 from __future__ import annotations
 
 import math
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.runtime.card import CARD_FILE, ModelCard, load_card
+from service.runtime.errors import ConfigError, MissingFile
 from service.runtime.tasks.encoding import Truncation
 
 ENV_PREFIX = "OBERTA_"
@@ -33,11 +34,14 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 EngineChoice = Literal["auto", "deepsparse", "onnxruntime"]
 
 
-class Settings(BaseModel):
-    """Server-wide settings; each field can be set by the environment variable OBERTA_<FIELD NAME IN CAPITALS>."""
+class Settings(BaseSettings):
+    """Server-wide settings; each field can be set by the environment variable OBERTA_<FIELD NAME IN CAPITALS>, and
+    keyword arguments win over the environment."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
+    host: str = Field(default="127.0.0.1", description="address to bind (OBERTA_HOST)")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on (OBERTA_PORT)")
     models_dir: Path = Field(
         default=Path("models"),
         description="directory whose subdirectories holding a model.yaml are served when no config file is given "
@@ -84,7 +88,7 @@ class Settings(BaseModel):
         default=False, description="also require the key on health routes (OBERTA_AUTH_HEALTH)"
     )
     auth_metrics: bool = Field(default=False, description="also require the key on /metrics (OBERTA_AUTH_METRICS)")
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="origins allowed by CORS, comma-separated in the environment; empty: CORS off "
         "(OBERTA_CORS_ORIGINS)",
@@ -120,17 +124,21 @@ class Settings(BaseModel):
         """How long shutdown waits for requests in flight: their timeout plus a margin, in whole seconds."""
         return math.ceil(self.request_timeout_s) + 5
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Settings from `OBERTA_*` environment variables; keyword overrides that are not None win."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            variable = ENV_PREFIX + name.upper()
-            if variable in environ:
-                values[name] = environ[variable]
-        values.update({name: value for name, value in overrides.items() if value is not None})
-        return cls.model_validate(values)
+
+def validation_problems(error: ValidationError) -> str:
+    """A pydantic validation error in one line: each problem as `location: message`."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or 'value'}: {problem['msg']}" for problem in error.errors()
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the `OBERTA_*` environment, with the keyword overrides that are not None winning; raises
+    ConfigError for invalid values."""
+    try:
+        return Settings(**{name: value for name, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings (arguments or OBERTA_* variables): {validation_problems(exc)}") from None
 
 
 class EndpointConfig(BaseModel):
@@ -199,12 +207,18 @@ def load_config_file(path: str | Path) -> ServiceConfig:
     """Read and validate a YAML config file; relative model directories are resolved against its directory."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found")
+        raise MissingFile(f"config file {path} not found")
     with path.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must be a mapping with an 'endpoints' list")
-    config = ServiceConfig.model_validate(data)
+        raise ConfigError(f"config file {path} must be a mapping with an 'endpoints' list")
+    try:
+        config = ServiceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"config file {path}: {validation_problems(exc)}") from None
     base = path.resolve().parent
     for endpoint in config.endpoints:
         endpoint.model_dir = base / endpoint.model_dir
@@ -215,10 +229,10 @@ def discover_endpoints(models_dir: str | Path) -> list[EndpointConfig]:
     """Default endpoints for every subdirectory of `models_dir` that holds a model card, sorted by directory."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
-        raise FileNotFoundError(f"models directory {models_dir} not found; pass --models-dir or --config")
+        raise MissingFile(f"models directory {models_dir} not found; pass --models-dir or --config")
     found = [EndpointConfig(model_dir=path) for path in sorted(models_dir.iterdir()) if (path / CARD_FILE).is_file()]
     if not found:
-        raise ValueError(f"no model directories (holding a {CARD_FILE}) under {models_dir}")
+        raise ConfigError(f"no model directories (holding a {CARD_FILE}) under {models_dir}")
     return found
 
 
@@ -234,13 +248,13 @@ def resolve_endpoints(settings: Settings) -> list[Endpoint]:
         card = load_card(model_dir)
         name = config.name or card.name
         if not re.fullmatch(NAME_PATTERN, name):
-            raise ValueError(f"model name {name!r} of {model_dir} must be letters, digits, '.', '_' or '-'")
+            raise ConfigError(f"model name {name!r} of {model_dir} must be letters, digits, '.', '_' or '-'")
         if name in endpoints:
-            raise ValueError(f"two endpoints are named {name!r} ({endpoints[name].model_dir} and {model_dir})")
+            raise ConfigError(f"two endpoints are named {name!r} ({endpoints[name].model_dir} and {model_dir})")
         check_model_files(name, model_dir, card)
         queue = config.max_queue_items or settings.max_queue_items
         if queue < config.max_inputs_per_request:
-            raise ValueError(
+            raise ConfigError(
                 f"model {name!r}: max_queue_items {queue} is below max_inputs_per_request "
                 f"{config.max_inputs_per_request}, so the largest requests could never be admitted"
             )
@@ -254,4 +268,4 @@ def check_model_files(name: str, model_dir: Path, card: ModelCard) -> None:
     named = {f"{engine} model": file for engine, file in card.files.items()} | {"tokenizer": card.tokenizer}
     for role, file in named.items():
         if not (model_dir / file).is_file():
-            raise FileNotFoundError(f"model {name!r}: the {role} file {model_dir / file} named in its card is missing")
+            raise MissingFile(f"model {name!r}: the {role} file {model_dir / file} named in its card is missing")

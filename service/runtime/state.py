@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from service.api.limits import Admission
+from service.runtime.admission import Admission
 from service.runtime.batching import Batcher
 from service.runtime.config import Endpoint, Settings
 from service.runtime.engines import Engine, EngineFactory

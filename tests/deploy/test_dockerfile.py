@@ -65,7 +65,10 @@ def test_configured_by_environment() -> None:
 
 def test_oberta_serve_reads_host_and_port_from_the_environment() -> None:
     """The image's CMD passes no arguments: `oberta serve` must take its address from OBERTA_HOST and OBERTA_PORT."""
-    probe = "from oberta.cli import build_parser; a = build_parser().parse_args(['serve']); print(a.host, a.port)"
+    probe = (
+        "from oberta.cli import build_parser; from service.runtime.config import load_settings; "
+        "a = build_parser().parse_args(['serve']); s = load_settings(host=a.host, port=a.port); print(s.host, s.port)"
+    )
     env = {**os.environ, "OBERTA_HOST": "0.0.0.0", "OBERTA_PORT": "8123"}
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False

@@ -17,14 +17,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from service.api.oip.schemas import InferRequest, RequestInput
+from service.runtime.errors import ProtocolError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 NUMPY_TYPES: dict[str, np.dtype] = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8")}  # numeric outputs served
-
-
-class RequestError(ValueError):
-    """A request that does not follow the protocol or the model's tensors; the message says why (400)."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +46,11 @@ def deserialize_bytes(buffer: bytes, name: str) -> list[bytes]:
     elements, offset = [], 0
     while offset < len(buffer):
         if offset + 4 > len(buffer):
-            raise RequestError(f"input {name!r}: binary data ends inside an element length")
+            raise ProtocolError(f"input {name!r}: binary data ends inside an element length")
         (length,) = struct.unpack_from("<I", buffer, offset)
         offset += 4
         if offset + length > len(buffer):
-            raise RequestError(f"input {name!r}: binary element of {length} bytes runs past the tensor's data")
+            raise ProtocolError(f"input {name!r}: binary element of {length} bytes runs past the tensor's data")
         elements.append(buffer[offset : offset + length])
         offset += length
     return elements
@@ -70,7 +67,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
         return body, b""
     length = header_length.strip()
     if not (length.isascii() and length.isdigit()) or int(length) > len(body):
-        raise RequestError(f"{HEADER_LENGTH} {header_length!r} is not a length within the {len(body)}-byte body")
+        raise ProtocolError(f"{HEADER_LENGTH} {header_length!r} is not a length within the {len(body)}-byte body")
     return body[: int(length)], body[int(length) :]
 
 
@@ -84,27 +81,27 @@ def _flatten(data: list[object]) -> list[object]:
 def _texts(tensor: RequestInput, raw: bytes | None) -> list[str]:
     """The elements of a BYTES input as str, from JSON data or binary data (which must be UTF-8)."""
     if tensor.datatype != "BYTES":
-        raise RequestError(f"input {tensor.name!r} must be BYTES (texts), not {tensor.datatype}")
+        raise ProtocolError(f"input {tensor.name!r} must be BYTES (texts), not {tensor.datatype}")
     if raw is not None:
         texts = []
         for index, element in enumerate(deserialize_bytes(raw, tensor.name)):
             try:
                 texts.append(element.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                raise RequestError(f"input {tensor.name!r}[{index}] is not valid UTF-8 ({exc.reason})") from exc
+                raise ProtocolError(f"input {tensor.name!r}[{index}] is not valid UTF-8 ({exc.reason})") from exc
     else:
         elements = _flatten(tensor.data or [])
         if not all(isinstance(element, str) for element in elements):
-            raise RequestError(f"input {tensor.name!r}: every element of JSON BYTES data must be a string")
+            raise ProtocolError(f"input {tensor.name!r}: every element of JSON BYTES data must be a string")
         texts = [str(element) for element in elements]
     expected = math.prod(tensor.shape)
     if len(texts) != expected:
-        raise RequestError(f"input {tensor.name!r} has {len(texts)} elements; shape {tensor.shape} holds {expected}")
+        raise ProtocolError(f"input {tensor.name!r} has {len(texts)} elements; shape {tensor.shape} holds {expected}")
     return texts
 
 
 def parse_request(body: bytes, header_length: str | None) -> ParsedRequest:
-    """Validate a request body and decode every input; raises RequestError."""
+    """Validate a request body and decode every input; raises ProtocolError."""
     header, binary = split_body(body, header_length)
     try:
         request = InferRequest.model_validate_json(header)
@@ -112,25 +109,25 @@ def parse_request(body: bytes, header_length: str | None) -> ParsedRequest:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()[:5]
         )
-        raise RequestError(f"invalid inference request: {problems}") from None
+        raise ProtocolError(f"invalid inference request: {problems}") from None
     elements: dict[str, list[str]] = {}
     offset = 0
     for tensor in request.inputs:
         if tensor.name in elements:
-            raise RequestError(f"input {tensor.name!r} is given twice")
+            raise ProtocolError(f"input {tensor.name!r} is given twice")
         size = tensor.parameters.get("binary_data_size")
         raw = None
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
-                raise RequestError(f"input {tensor.name!r}: binary_data_size {size!r} exceeds the binary data sent")
+                raise ProtocolError(f"input {tensor.name!r}: binary_data_size {size!r} exceeds the binary data sent")
             if tensor.data is not None:
-                raise RequestError(f"input {tensor.name!r} has both data and binary_data_size")
+                raise ProtocolError(f"input {tensor.name!r} has both data and binary_data_size")
             raw, offset = binary[offset : offset + size], offset + size
         elif tensor.data is None:
-            raise RequestError(f"input {tensor.name!r} has neither data nor binary_data_size")
+            raise ProtocolError(f"input {tensor.name!r} has neither data nor binary_data_size")
         elements[tensor.name] = _texts(tensor, raw)
     if offset != len(binary):
-        raise RequestError(f"{len(binary) - offset} bytes of binary data follow the last binary input")
+        raise ProtocolError(f"{len(binary) - offset} bytes of binary data follow the last binary input")
     return ParsedRequest(request, elements)
 
 

@@ -5,18 +5,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import require_health_key, require_key
-from service.api.oip.codec import (
-    HEADER_LENGTH,
-    OutputTensor,
-    RequestError,
-    binary_outputs,
-    encode_response,
-    parse_request,
-)
+from service.api.errors import UnsupportedMediaType
+from service.api.oip.codec import HEADER_LENGTH, OutputTensor, binary_outputs, encode_response, parse_request
 from service.api.oip.schemas import (
     ErrorBody,
     InferRequest,
@@ -30,10 +24,10 @@ from service.api.oip.schemas import (
     inline_schema,
 )
 from service.api.routes import INFERENCE_ERRORS, MeteredRoute
-from service.runtime.errors import ProtocolError
+from service.runtime.errors import ModelNotServed
 from service.runtime.inference import predict, serving_slot
 from service.runtime.state import ModelSlot, ServiceState
-from service.runtime.tasks import InputError, task_spec
+from service.runtime.tasks import task_spec
 from service.runtime.tasks.signature import Signature, TensorSpec
 
 EXTENSIONS = ["binary_tensor_data"]
@@ -59,7 +53,7 @@ def _state(request: Request) -> ServiceState:
 def _slot(request: Request, name: str) -> ModelSlot:
     slot = _state(request).slots.get(name)
     if slot is None:
-        raise HTTPException(404, f"model {name!r} is not served")
+        raise ModelNotServed(f"model {name!r} is not served")
     return slot
 
 
@@ -160,16 +154,13 @@ async def infer(name: str, request: Request) -> Response:
     slot = serving_slot(state, name)
     signature = _signature(slot)
     if request.headers.get("content-encoding", "identity").lower() != "identity":
-        raise HTTPException(415, "compressed request bodies are not supported; send them uncompressed")
-    try:
-        parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-        asked = parsed.request.outputs
-        specs = signature.requested(None if asked is None else [output.name for output in asked])
-        inputs = signature.task_inputs(parsed.elements)
-        options = signature.build_options(parsed.request.parameters)
-        answers = await predict(state, slot, inputs, options)
-    except (RequestError, InputError, ProtocolError) as exc:
-        raise HTTPException(400, str(exc)) from exc
+        raise UnsupportedMediaType("compressed request bodies are not supported; send them uncompressed")
+    parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    asked = parsed.request.outputs
+    specs = signature.requested(None if asked is None else [output.name for output in asked])
+    inputs = signature.task_inputs(parsed.elements)
+    options = signature.build_options(parsed.request.parameters)
+    answers = await predict(state, slot, inputs, options)
     outputs = [OutputTensor(spec.name, spec.datatype, data) for spec, data in signature.output_arrays(answers, specs)]
     binary = binary_outputs(parsed.request, [spec.name for spec in specs])
     content, headers, media_type = encode_response(name, parsed.request.id, outputs, binary)

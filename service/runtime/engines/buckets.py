@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from service.runtime.errors import ConfigError
+
 SMALLEST_SEQUENCE_BUCKET = 32
 
 
@@ -20,11 +22,11 @@ def default_sequence_buckets(max_length: int) -> tuple[int, ...]:
 
 
 def checked_buckets(buckets: Iterable[int], largest: int | None, what: str) -> tuple[int, ...]:
-    """Sorted unique buckets, each at least 1 and, when `largest` is given, at most `largest`."""
+    """Sorted unique buckets, each at least 1 and, when `largest` is given, at most `largest`; else ConfigError."""
     result = tuple(sorted(set(buckets)))
     if not result or result[0] < 1 or (largest is not None and result[-1] > largest):
         limit = f" and at most {largest}" if largest is not None else ""
-        raise ValueError(f"{what} buckets {list(result)} must be non-empty, each at least 1{limit}")
+        raise ConfigError(f"{what} buckets {list(result)} must be non-empty, each at least 1{limit}")
     return result
 
 

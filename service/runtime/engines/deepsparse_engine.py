@@ -8,6 +8,7 @@ also rewritten to the form DeepSparse fuses).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -22,19 +23,36 @@ import numpy as np
 
 from service.runtime.engines.base import EngineOptions
 from service.runtime.engines.buckets import checked_buckets, default_sequence_buckets, fitting_bucket, pad_2d
+from service.runtime.errors import MissingPackage
 from service.runtime.graph.attention_mask import simplify_attention_mask_file
 
 logger = logging.getLogger(__name__)
 
+NOT_INSTALLED = "engine deepsparse needs the deepsparse package: pip install 'oberta[deepsparse]'"
+
+
+def require_deepsparse() -> None:
+    """Raise MissingPackage unless deepsparse is installed (without importing it)."""
+    if importlib.util.find_spec("deepsparse") is None:
+        raise MissingPackage(NOT_INSTALLED)
+
 
 def import_deepsparse() -> ModuleType:
-    """Import deepsparse without letting it import torch (it does so, when installed, for a benchmark helper only)."""
+    """Import deepsparse without letting it import torch (it does so, when installed, for a benchmark helper only).
+
+    This is the one place oberta sets NM_DISABLE_ANALYTICS (unless already set): every use of DeepSparse, the server's
+    and the benchmarks', imports it here. Raises MissingPackage when deepsparse is not installed.
+    """
     os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
     block_torch = "torch" not in sys.modules
     if block_torch:
         sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
     try:
         return importlib.import_module("deepsparse")
+    except ModuleNotFoundError as exc:
+        if exc.name != "deepsparse":
+            raise
+        raise MissingPackage(NOT_INSTALLED) from None
     finally:
         if block_torch:
             del sys.modules["torch"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from service.runtime.card import EngineName, ModelCard
 from service.runtime.config import EngineChoice
 from service.runtime.engines.base import Engine, EngineOptions
+from service.runtime.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,14 @@ def _deepsparse_support() -> tuple[bool, str]:
     return deepsparse_support()
 
 
+def require_engine_package(choice: EngineChoice) -> None:
+    """Raise MissingPackage when the engine configured needs an optional package that is not installed."""
+    if choice == "deepsparse":
+        from service.runtime.engines.deepsparse_engine import require_deepsparse
+
+        require_deepsparse()
+
+
 ENGINES: dict[EngineName, EngineLoader] = {"onnxruntime": _load_onnxruntime, "deepsparse": _load_deepsparse}
 
 
@@ -41,7 +50,7 @@ def choose_engine(choice: EngineChoice, card: ModelCard) -> tuple[EngineName, st
     """The engine to use for a card and the reason: `auto` prefers DeepSparse when usable, else ONNX Runtime."""
     if choice != "auto":
         if choice not in card.files:
-            raise ValueError(f"model {card.name!r} has no ONNX file for engine {choice} (files: {dict(card.files)})")
+            raise ConfigError(f"model {card.name!r} has no ONNX file for engine {choice} (files: {dict(card.files)})")
         return choice, "configured"
     if "deepsparse" not in card.files:
         return "onnxruntime", "the model card lists no deepsparse file"
@@ -49,7 +58,7 @@ def choose_engine(choice: EngineChoice, card: ModelCard) -> tuple[EngineName, st
     if usable:
         return "deepsparse", reason
     if "onnxruntime" not in card.files:
-        raise ValueError(f"model {card.name!r} has only a deepsparse file, but {reason}")
+        raise ConfigError(f"model {card.name!r} has only a deepsparse file, but {reason}")
     return "onnxruntime", reason
 
 

@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from service.runtime.errors import BadInput
 
-class InputError(ValueError):
-    """A request input the task cannot serve; the message says which input and why (sent back with 422)."""
+InputError = BadInput  # a request input the task cannot serve; the message says which input and why
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from service.api.oip.codec import RequestError, deserialize_bytes, parse_request, serialize_bytes
+from service.api.oip.codec import deserialize_bytes, parse_request, serialize_bytes
 from service.runtime.card import ModelCard
 from service.runtime.errors import ProtocolError
 from service.runtime.tasks.question_answering import v2_signature
@@ -279,7 +279,7 @@ def test_codec_round_trips_and_nested_json_data() -> None:
     )
     assert parsed.elements == {"text": ["a", "b"]}
     for length in ("-1", "²", "1e3", ""):
-        with pytest.raises(RequestError, match="not a length"):
+        with pytest.raises(ProtocolError, match="not a length"):
             parse_request(b"{}", length)
 
 

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.runtime.card import ModelCard, save_card
-from service.runtime.config import Settings, discover_endpoints, load_config_file, resolve_endpoints
+from service.runtime.config import Settings, discover_endpoints, load_config_file, load_settings, resolve_endpoints
+from service.runtime.errors import ConfigError, MissingFile
 from tests.conftest import write_config
 
 
@@ -31,16 +32,37 @@ def _card_dir(root: Path, directory: str, name: str) -> Path:
     return path
 
 
-def test_settings_read_environment_and_overrides_win() -> None:
-    environ = {"OBERTA_MODELS_DIR": "/srv/models", "OBERTA_THREADS": "2", "OTHER": "x"}
-    settings = Settings.from_env(environ)
+def _set_environment(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> None:
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+
+
+def test_settings_read_environment_and_overrides_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_environment(monkeypatch, {"OBERTA_MODELS_DIR": "/srv/models", "OBERTA_THREADS": "2", "OBERTA_OTHER": "x"})
+    settings = Settings()
     assert settings.models_dir == Path("/srv/models")
     assert settings.threads == 2
     assert settings.config is None
-    overridden = Settings.from_env(environ, models_dir="elsewhere", config=None)
-    assert overridden.models_dir == Path("elsewhere")
+    overridden = load_settings(models_dir="elsewhere", config=None)
+    assert (overridden.models_dir, overridden.threads) == (Path("elsewhere"), 2)
+    monkeypatch.setenv("OBERTA_THREADS", "zero")
     with pytest.raises(ValidationError):
-        Settings.from_env({"OBERTA_THREADS": "zero"})
+        Settings()
+    with pytest.raises(ConfigError, match=r"^invalid settings .*: threads: .*integer"):
+        load_settings()
+
+
+def test_host_and_port_come_from_the_environment_unless_arguments_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OBERTA_HOST", raising=False)
+    monkeypatch.delenv("OBERTA_PORT", raising=False)
+    assert (Settings().host, Settings().port) == ("127.0.0.1", 8000)
+    _set_environment(monkeypatch, {"OBERTA_HOST": "0.0.0.0", "OBERTA_PORT": "8123"})
+    assert (Settings().host, Settings().port) == ("0.0.0.0", 8123)
+    overridden = load_settings(host="::1", port=9000)
+    assert (overridden.host, overridden.port) == ("::1", 9000)
+    monkeypatch.setenv("OBERTA_PORT", "70000")
+    with pytest.raises(ConfigError, match="port"):
+        load_settings()
 
 
 def test_discovery_serves_every_directory_with_a_card(tmp_path: Path) -> None:
@@ -58,9 +80,9 @@ def test_discovery_serves_every_directory_with_a_card(tmp_path: Path) -> None:
 
 
 def test_discovery_errors_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(MissingFile, match="not found"):
         discover_endpoints(tmp_path / "missing")
-    with pytest.raises(ValueError, match="no model directories"):
+    with pytest.raises(ConfigError, match="no model directories"):
         discover_endpoints(tmp_path)
 
 
@@ -97,19 +119,30 @@ def test_config_file_resolves_relative_directories_and_overrides_names(tmp_path:
 )
 def test_bad_config_files_are_refused(tmp_path: Path, endpoints: list[dict[str, object]], error: str) -> None:
     _card_dir(tmp_path, "m", "card")
-    with pytest.raises((ValueError, ValidationError), match=error):
+    with pytest.raises(ConfigError, match=error):
         resolve_endpoints(Settings(config=write_config(tmp_path / "serve.yaml", endpoints)))
 
 
+@pytest.mark.parametrize(
+    ("text", "error"), [("endpoints: [unclosed", "is not valid YAML"), ("- a list", "must be a mapping")]
+)
+def test_config_files_that_are_not_a_mapping_are_refused_in_one_line(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "serve.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=error) as raised:
+        load_config_file(path)
+    assert "\n" not in str(raised.value)
+
+
 def test_missing_config_file_and_card_are_reported(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="config file"):
+    with pytest.raises(MissingFile, match="config file"):
         resolve_endpoints(Settings(config=tmp_path / "absent.yaml"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"model\.yaml"):
         resolve_endpoints(Settings(config=write_config(tmp_path / "serve.yaml", [{"model_dir": "empty"}])))
 
 
-def test_limits_auth_and_cors_settings_come_from_the_environment() -> None:
+def test_limits_auth_and_cors_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = Settings()
     assert (defaults.max_body_bytes, defaults.request_timeout_s, defaults.max_queue_items) == (1 << 20, 30.0, 256)
     assert (defaults.overload_status, defaults.retry_after_s, defaults.shutdown_delay_s) == (503, 1, 0.0)
@@ -128,17 +161,21 @@ def test_limits_auth_and_cors_settings_come_from_the_environment() -> None:
         "OBERTA_CORS_ORIGINS": "https://a.example, https://b.example",
         "OBERTA_SHUTDOWN_DELAY_S": "5",
     }
-    settings = Settings.from_env(environ)
+    _set_environment(monkeypatch, environ)
+    settings = Settings()
     assert (settings.max_body_bytes, settings.request_timeout_s, settings.max_queue_items) == (65536, 2.5, 100)
     assert (settings.overload_status, settings.retry_after_s, settings.shutdown_delay_s) == (429, 3, 5.0)
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(settings)
     assert (settings.auth_health, settings.auth_metrics) == (True, True)
     assert settings.cors_origins == ["https://a.example", "https://b.example"]
-    assert Settings.from_env({"OBERTA_API_KEY": "", "OBERTA_CORS_ORIGINS": ""}).api_key is None
+    _set_environment(monkeypatch, {"OBERTA_API_KEY": "", "OBERTA_CORS_ORIGINS": ""})
+    assert (Settings().api_key, Settings().cors_origins) == (None, [])
     for variable, value in [("OBERTA_OVERLOAD_STATUS", "500"), ("OBERTA_MAX_BODY_BYTES", "0")]:
-        with pytest.raises(ValidationError):
-            Settings.from_env({variable: value})
+        with monkeypatch.context() as patched:
+            patched.setenv(variable, value)
+            with pytest.raises(ValidationError):
+                Settings()
 
 
 def test_the_server_queue_default_applies_unless_an_endpoint_sets_its_own(tmp_path: Path) -> None:
@@ -153,5 +190,5 @@ def test_the_server_queue_default_applies_unless_an_endpoint_sets_its_own(tmp_pa
 def test_a_missing_model_file_refuses_start_up(tmp_path: Path, missing: str) -> None:
     path = _card_dir(tmp_path, "m", "card")
     (path / missing).unlink()
-    with pytest.raises(FileNotFoundError, match=f"model 'card': the .* file .*{missing} named in its card is missing"):
+    with pytest.raises(MissingFile, match=f"model 'card': the .* file .*{missing} named in its card is missing"):
         resolve_endpoints(Settings(models_dir=tmp_path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 
 from service.runtime.card import load_card
-from service.runtime.engines import ENGINES, Engine, EngineOptions, choose_engine, load_engine
+from service.runtime.engines import ENGINES, Engine, EngineOptions, choose_engine, load_engine, require_engine_package
 from service.runtime.engines import registry as engine_registry
 from service.runtime.engines.buckets import checked_buckets, default_sequence_buckets, fitting_bucket, pad_2d
-from service.runtime.engines.deepsparse_engine import deepsparse_support
+from service.runtime.engines.deepsparse_engine import deepsparse_support, import_deepsparse
+from service.runtime.errors import ConfigError, MissingPackage
 from service.runtime.tasks import build_task
 from service.runtime.tasks.encoding import load_tokenizer
 
@@ -38,7 +40,7 @@ def test_explicit_choice_needs_a_file_for_that_engine(bert_dir: Path) -> None:
     card = load_card(bert_dir)
     assert choose_engine("onnxruntime", card) == ("onnxruntime", "configured")
     only_ort = card.model_copy(update={"files": {"onnxruntime": "model.onnx"}})
-    with pytest.raises(ValueError, match="no ONNX file for engine deepsparse"):
+    with pytest.raises(ConfigError, match="no ONNX file for engine deepsparse"):
         choose_engine("deepsparse", only_ort)
     assert choose_engine("auto", only_ort) == ("onnxruntime", "the model card lists no deepsparse file")
 
@@ -50,7 +52,7 @@ def test_auto_prefers_deepsparse_only_when_usable(bert_dir: Path, monkeypatch: p
     monkeypatch.setattr(engine_registry, "_deepsparse_support", lambda: (False, "deepsparse is unavailable (x)"))
     assert choose_engine("auto", card) == ("onnxruntime", "deepsparse is unavailable (x)")
     only_deepsparse = card.model_copy(update={"files": {"deepsparse": "model.onnx"}})
-    with pytest.raises(ValueError, match="only a deepsparse file"):
+    with pytest.raises(ConfigError, match="only a deepsparse file"):
         choose_engine("auto", only_deepsparse)
 
 
@@ -70,13 +72,24 @@ def test_auto_falls_back_to_onnxruntime_when_deepsparse_fails(
         load_engine("deepsparse", bert_dir, card, options)
 
 
+def test_a_configured_engine_whose_package_is_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "deepsparse", None)  # as if not installed: import and find_spec both fail
+    with pytest.raises(MissingPackage, match=r"pip install 'oberta\[deepsparse\]'"):
+        require_engine_package("deepsparse")
+    with pytest.raises(MissingPackage, match=r"pip install 'oberta\[deepsparse\]'"):
+        import_deepsparse()
+    require_engine_package("onnxruntime")
+    require_engine_package("auto")
+    assert not deepsparse_support()[0]
+
+
 def test_buckets() -> None:
     assert default_sequence_buckets(64) == (32, 64)
     assert default_sequence_buckets(100) == (32, 64, 100)
     assert default_sequence_buckets(512) == (32, 64, 128, 256, 512)
     assert default_sequence_buckets(16) == (16,)
     assert checked_buckets([16, 1, 16], 64, "batch") == (1, 16)
-    with pytest.raises(ValueError, match="at most 64"):
+    with pytest.raises(ConfigError, match="at most 64"):
         checked_buckets([128], 64, "sequence")
     with pytest.raises(ValueError, match="non-empty"):
         checked_buckets([], None, "batch")
