@@ -17,8 +17,8 @@ from tritonclient.utils import InferenceServerException
 from service.api.oip.codec import RequestError, deserialize_bytes, parse_request, serialize_bytes
 from service.api.oip.signatures import question_answering
 from service.runtime.card import ModelCard
-from tests.conftest import NUM_LABELS, live_server, make_app
-from tests.tiny_models import make_tiny_question_answering_dir, make_tiny_token_classifier_dir
+from tests.serving import live_server, make_app
+from tests.tiny_models import NUM_LABELS, make_tiny_question_answering_dir, make_tiny_token_classifier_dir
 
 LABELS = [f"label_{index}" for index in range(NUM_LABELS)]
 TEXTS = ["a gorgeous witty movie", "dull film", "a gorgeous witty movie", "日本語 😀 \u202etxet"]
