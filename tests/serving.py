@@ -56,15 +56,10 @@ def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
                detail=lambda: client.get("/health/ready").json())
 
 
-def wait_loaded(client: TestClient, timeout: float = 30.0) -> httpx.Response:
-    """Wait until no model is loading any more (each is ready or failed); returns that /health/ready answer."""
-
-    def settled() -> httpx.Response | None:
-        response = client.get("/health/ready")
-        return None if "loading" in response.json()["models"].values() else response
-
-    return wait_until(settled, "every model to finish loading", timeout,
-                      detail=lambda: client.get("/health/ready").json())
+def wait_loaded(client: TestClient, timeout: float = 30.0) -> None:
+    """Wait until no model is loading any more: each is ready or failed."""
+    wait_until(lambda: "loading" not in client.get("/health/ready").json()["models"].values(),
+               "every model to finish loading", timeout, detail=lambda: client.get("/health/ready").json())
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,7 @@ def _timed_out(what: str, timeout: float, detail: Callable[[], object] | None) -
 
 
 def wait_until(
-    condition: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.02,
+    condition: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.02,
     detail: Callable[[], object] | None = None,
 ) -> T:
     """Call `condition` every `interval` seconds until it returns something truthy, and return that.
@@ -32,7 +32,7 @@ def wait_until(
 
 
 async def wait_until_async(
-    condition: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.01,
+    condition: Callable[[], T | None], what: str, timeout: float = 30.0, interval: float = 0.01,
     detail: Callable[[], object] | None = None,
 ) -> T:
     """`wait_until` inside an event loop: sleeps with asyncio, so the loop's other tasks go on meanwhile."""

@@ -193,7 +193,8 @@ def test_a_model_that_fails_to_load_keeps_readiness_at_503(bert_dir: Path, tmp_p
 
     app = make_app(tmp_path, [{"model_dir": str(bert_dir), "engine": "onnxruntime"}], broken)
     with TestClient(app) as client:
-        response = wait_loaded(client)
+        wait_loaded(client)
+        response = client.get("/health/ready")
         assert (response.status_code, response.json()) == (503, {"status": "failed", "models": {"tiny": "failed"}})
         detail = client.post("/v1/models/tiny/predict", json={"inputs": ["x"]}).json()["detail"]
         assert detail == "model 'tiny' failed to load (RuntimeError: no such engine today)"

@@ -43,7 +43,8 @@ def test_a_corrupt_model_file_marks_that_model_failed_and_the_others_serve(
         caplog.at_level(logging.ERROR, logger="service.runtime.state"),
         TestClient(make_app(tmp_path, endpoints)) as client,
     ):
-        ready = wait_loaded(client)
+        wait_loaded(client)
+        ready = client.get("/health/ready")
         assert (ready.status_code, ready.json()) == (503, {"status": "failed", "models": {"broken": "failed",
                                                                                          "tiny": "ready"}})
         assert client.get("/v2/health/ready").json() == {"ready": False}
