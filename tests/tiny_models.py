@@ -29,6 +29,7 @@ SUBWORDS = (  # a WordPiece vocabulary: "versailles" is vers ##ail ##les, "smith
     "did", "live", "what", "is", "a", "palace", "built", "by", "john", "smith", "##son", "works", "at", "goo", "##gle",
     "new", "york", "and", "london", "visited", "u", "s", "?", ".", ",", "'", "-",
 )
+NUM_LABELS = 3  # labels of the shared tiny classifiers (the bert_dir and roberta_dir fixtures)
 NER_TAGS = ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER")
 
 

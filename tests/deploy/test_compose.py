@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.conftest import ROOT
+from tests.deploy.support import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import load_dashboard, require_tool
 from tests.deploy.promql import metric_names, panel_queries, panels, substitute, variable_queries
+from tests.deploy.support import load_dashboard, require_tool
 
 DASHBOARD = load_dashboard()
 ALL_QUERIES = panel_queries(DASHBOARD) + variable_queries(DASHBOARD)

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY
+from tests.deploy.support import DEPLOY
 
 K8S = DEPLOY / "k8s"
 KUSTOMIZATION = K8S / "kustomization.yaml"

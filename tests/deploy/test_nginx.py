@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, LOOPBACK, LiveServer, free_port, http, require_tool, stop_process, wait_for
+from tests.deploy.support import DEPLOY, LiveServer, http, require_tool
+from tests.serving import LOOPBACK, free_port, stop_process, wait_for_url
 
 NGINX_CONF = DEPLOY / "nginx" / "oberta.conf"
 
@@ -69,7 +70,7 @@ def balancer(tmp_path: Path, live_server: LiveServer) -> Iterator[str]:
     url = f"http://{LOOPBACK}:{port}"
     try:
         try:
-            wait_for(f"{url}/health/live", timeout=15.0, process=process)
+            wait_for_url(f"{url}/health/live", timeout=15.0, process=process)
         except (RuntimeError, TimeoutError) as error:
             raise RuntimeError(f"{error}\n--- nginx log ---\n{log_path.read_text()}") from error
         yield url

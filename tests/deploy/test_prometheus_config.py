@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.conftest import DEPLOY, require_tool
+from tests.deploy.support import DEPLOY, require_tool
 
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 

@@ -19,18 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import (
-    DEPLOY,
-    LOOPBACK,
-    LiveServer,
-    free_port,
-    http,
-    load_dashboard,
-    require_tool,
-    stop_process,
-    wait_for,
-)
 from tests.deploy.promql import panel_queries, substitute
+from tests.deploy.support import DEPLOY, LiveServer, http, load_dashboard, require_tool
+from tests.serving import LOOPBACK, free_port, stop_process, wait_for_url
+from tests.waiting import wait_until
 
 STAGES = ("tokenize", "queue", "engine", "postprocess")
 SCRAPE_INTERVAL = "1s"
@@ -91,7 +83,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, live_server: LiveServer
     url = f"http://{LOOPBACK}:{port}"
     try:
         try:
-            wait_for(f"{url}/-/ready", timeout=30.0, process=process)
+            wait_for_url(f"{url}/-/ready", timeout=30.0, process=process)
         except (RuntimeError, TimeoutError) as error:
             raise RuntimeError(f"{error}\n--- prometheus log ---\n{log_path.read_text()[-4000:]}") from error
         yield Prometheus(url)
@@ -99,20 +91,10 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, live_server: LiveServer
         stop_process(process)
 
 
-def poll(what: str, check: Any, timeout: float = 30.0) -> Any:
-    """Call `check` every 0.5 s until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 def test_latency_quantile_through_prometheus(prometheus: Prometheus, live_server: LiveServer) -> None:
     # The live server is a target and up.
-    poll("the oberta target to be up", lambda: any(t["health"] == "up" for t in prometheus.oberta_targets()))
+    wait_until(lambda: any(t["health"] == "up" for t in prometheus.oberta_targets()), "the oberta target to be up",
+               interval=0.5)
     # Traffic over a few scrapes (bounded: 16 requests, 0.2 s apart), one bad request among them.
     for index in range(16):
         status, _ = live_server.predict([f"a good movie {index}", "the plot was dull"])
@@ -131,7 +113,7 @@ def test_latency_quantile_through_prometheus(prometheus: Prometheus, live_server
         values = {row["metric"]["stage"]: float(row["value"][1]) for row in prometheus.query(by_stage)}
         return values if set(values) == set(STAGES) and all(math.isfinite(v) for v in values.values()) else {}
 
-    quantiles = poll("p95 of every stage", stage_quantiles)
+    quantiles = wait_until(stage_quantiles, "p95 of every stage", interval=0.5)
     for stage, seconds in quantiles.items():
         assert 0 < seconds < 10, (stage, seconds)
 
@@ -146,7 +128,7 @@ def test_latency_quantile_through_prometheus(prometheus: Prometheus, live_server
 
 def test_every_dashboard_query_evaluates(prometheus: Prometheus, live_server: LiveServer) -> None:
     """Each panel query runs without error on the real Prometheus; the core ones return series."""
-    poll("a scrape of the live server", lambda: prometheus.query("oberta_model_ready"))
+    wait_until(lambda: prometheus.query("oberta_model_ready"), "a scrape of the live server", interval=0.5)
     assert live_server.predict(["a good movie"])[0] == 200
     empty = []
     for title, expr in panel_queries(load_dashboard()):

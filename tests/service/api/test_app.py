@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.runtime.card import ModelCard
 from service.runtime.config import EngineChoice
 from service.runtime.engines import Engine, EngineOptions
-from tests.conftest import NUM_LABELS, RecordingFactory, make_app, wait_ready
+from tests.recording_engine import RecordingFactory
+from tests.serving import make_app, serving, wait_loaded, wait_ready
+from tests.tiny_models import NUM_LABELS
 
 LONG_TEXT = "good movie " * 100
 LABELS = [f"label_{index}" for index in range(NUM_LABELS)]
@@ -192,11 +193,8 @@ def test_a_model_that_fails_to_load_keeps_readiness_at_503(bert_dir: Path, tmp_p
 
     app = make_app(tmp_path, [{"model_dir": str(bert_dir), "engine": "onnxruntime"}], broken)
     with TestClient(app) as client:
-        for _ in range(500):
-            response = client.get("/health/ready")
-            if response.json()["status"] != "loading":
-                break
-            time.sleep(0.02)
+        wait_loaded(client)
+        response = client.get("/health/ready")
         assert (response.status_code, response.json()) == (503, {"status": "failed", "models": {"tiny": "failed"}})
         detail = client.post("/v1/models/tiny/predict", json={"inputs": ["x"]}).json()["detail"]
         assert detail == "model 'tiny' failed to load (RuntimeError: no such engine today)"
@@ -208,14 +206,10 @@ def test_concurrent_requests_are_served_in_one_engine_call(bert_dir: Path, tmp_p
     app = make_app(tmp_path, [endpoint], factory)
 
     async def main() -> list[httpx.Response]:
-        async with app.router.lifespan_context(app):
-            while not app.state.service.ready:
-                await asyncio.sleep(0.02)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                factory.engines[0].calls.clear()  # forget the warm-up batch
-                requests = [client.post("/v1/models/tiny/predict", json={"inputs": [f"text {i}"]}) for i in range(8)]
-                return list(await asyncio.gather(*requests))
+        async with serving(app) as client:
+            factory.engines[0].calls.clear()  # forget the warm-up batch
+            requests = [client.post("/v1/models/tiny/predict", json={"inputs": [f"text {i}"]}) for i in range(8)]
+            return list(await asyncio.gather(*requests))
 
     responses = asyncio.run(main())
     assert [response.status_code for response in responses] == [200] * 8

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.errors import install_error_handlers
 from service.runtime.errors import BadInput, ObertaError, Overloaded, ProtocolError, ShuttingDown
-from tests.conftest import make_app, wait_ready
+from tests.serving import make_app, wait_ready
 
 
 def _raising_app(error: ObertaError) -> FastAPI:

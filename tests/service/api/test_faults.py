@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import RecordingFactory, make_app, wait_ready
+from tests.recording_engine import RecordingFactory
+from tests.serving import make_app, wait_loaded, wait_ready
 
 V2_BODY = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["boom"]}]}
 
@@ -43,10 +43,7 @@ def test_a_corrupt_model_file_marks_that_model_failed_and_the_others_serve(
         caplog.at_level(logging.ERROR, logger="service.runtime.state"),
         TestClient(make_app(tmp_path, endpoints)) as client,
     ):
-        deadline = time.monotonic() + 30
-        while "loading" in client.get("/health/ready").json()["models"].values():
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_loaded(client)
         ready = client.get("/health/ready")
         assert (ready.status_code, ready.json()) == (503, {"status": "failed", "models": {"broken": "failed",
                                                                                          "tiny": "ready"}})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,8 @@ from fastapi import FastAPI
 from tritonclient.utils import InferenceServerException
 
 from benchmarks.http_load import post_requests, request_bodies, run_level
-from tests.conftest import RecordingFactory, live_server, make_app
+from tests.recording_engine import RecordingFactory
+from tests.serving import live_server, make_app, serving, wait_until_async
 
 V1 = "/v1/models/tiny/predict"
 V2 = "/v2/models/tiny/infer"
@@ -29,18 +29,6 @@ def _v2_body(texts: list[str]) -> dict[str, Any]:
 
 def _endpoint(bert_dir: Path, **config: Any) -> list[dict[str, Any]]:
     return [{"model_dir": str(bert_dir), "engine": "onnxruntime", "max_wait_ms": 0, **config}]
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app's lifespan with every model ready, and a client calling it in-process."""
-    async with app.router.lifespan_context(app):
-        deadline = time.monotonic() + 30
-        while not app.state.service.ready:
-            assert time.monotonic() < deadline, "the models did not load"
-            await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            yield client
 
 
 @pytest.mark.parametrize("status", [503, 429])
@@ -55,10 +43,7 @@ def test_a_full_queue_refuses_at_once_and_loses_no_request(bert_dir: Path, tmp_p
             engine.gate.clear()
             try:
                 tasks = [asyncio.create_task(client.post(V1, json={"inputs": [f"text {i}"]})) for i in range(10)]
-                deadline = time.monotonic() + 10
-                while sum(task.done() for task in tasks) < 6:
-                    assert time.monotonic() < deadline, "refusals did not come at once"
-                    await asyncio.sleep(0.01)
+                await wait_until_async(lambda: sum(task.done() for task in tasks) >= 6, "six refusals", timeout=10)
                 refused = [task.result() for task in tasks if task.done()]
                 assert app.state.service.slots["tiny"].admission.pending == 4
                 v2 = await client.post(V2, json=_v2_body(["one more"]))

@@ -18,8 +18,8 @@ from service.api.oip.codec import deserialize_bytes, parse_request, serialize_by
 from service.runtime.card import ModelCard
 from service.runtime.errors import ProtocolError
 from service.runtime.tasks.question_answering import v2_signature
-from tests.conftest import NUM_LABELS, live_server, make_app
-from tests.tiny_models import make_tiny_question_answering_dir, make_tiny_token_classifier_dir
+from tests.serving import live_server, make_app
+from tests.tiny_models import NUM_LABELS, make_tiny_question_answering_dir, make_tiny_token_classifier_dir
 
 LABELS = [f"label_{index}" for index in range(NUM_LABELS)]
 TEXTS = ["a gorgeous witty movie", "dull film", "a gorgeous witty movie", "日本語 😀 \u202etxet"]

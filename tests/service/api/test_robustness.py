@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
-from tests.conftest import live_server, make_app
+from tests.serving import live_server, make_app
 
 MAX_BODY = 64 * 1024
 EXAMPLES = 100  # per operation and generation mode

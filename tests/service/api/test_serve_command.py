@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from oberta.cli import main
-from tests.conftest import write_config
+from tests.serving import write_config
 
 
 def _refusal(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from service.runtime.engines.deepsparse_engine import deepsparse_support
-from tests.servers import wait_for
+from tests.serving import free_port, wait_for_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,14 +23,14 @@ def _env() -> dict[str, str]:
 def test_serving_imports_neither_torch_nor_transformers(bert_dir: Path) -> None:
     script = textwrap.dedent(
         """
-        import sys, time
+        import sys
         from fastapi.testclient import TestClient
         from service.api.app import create_app
         from service.runtime.config import Settings
+        from tests.serving import wait_ready
 
         with TestClient(create_app(Settings(models_dir=sys.argv[1], threads=1))) as client:
-            while client.get("/health/ready").status_code != 200:
-                time.sleep(0.05)
+            wait_ready(client, timeout=60)
             assert client.post("/v1/models/tiny/predict", json={"inputs": ["good"]}).status_code == 200
             print(client.get("/v1/models").json()["models"][0]["engine"])
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")))
@@ -47,15 +46,13 @@ def test_serving_imports_neither_torch_nor_transformers(bert_dir: Path) -> None:
 
 
 def test_serve_runs_uvicorn_until_terminated(bert_dir: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     script = f"from service.api.server import serve; serve('127.0.0.1', {port}, None, {str(bert_dir.parent)!r})"
     server = subprocess.Popen(
         [sys.executable, "-c", script], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        wait_for(f"http://127.0.0.1:{port}/health/ready", 60, server)
+        wait_for_url(f"http://127.0.0.1:{port}/health/ready", 60, server)
         response = httpx.post(f"http://127.0.0.1:{port}/v1/models/tiny/predict", json={"inputs": ["good", "bad"]})
         assert response.status_code == 200
         assert len(response.json()["outputs"]) == 2

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import wait_for
+from tests.serving import free_port, wait_for_url
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_SECONDS = 2.0  # every engine call of the served model takes this long
@@ -52,25 +52,30 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def _sample(url: str, name: str) -> float:
+    """The value of the served model's sample `name` on the server's /metrics (0 when absent)."""
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+    values = [s.value for f in families for s in f.samples if s.name == name and s.labels.get("model") == "tiny"]
+    return values[0] if values else 0.0
+
+
+def _not_ready(url: str) -> httpx.Response | None:
+    response = httpx.get(f"{url}/health/ready")
+    return response if response.status_code != 200 else None
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(bert_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "serve.yaml"
     endpoint = {"model_dir": str(bert_dir), "engine": "onnxruntime", "max_wait_ms": 0}
     config.write_text(yaml.safe_dump({"endpoints": [endpoint]}))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "NM_DISABLE_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-c", SCRIPT, str(config), str(port), str(ENGINE_SECONDS), str(SHUTDOWN_DELAY)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     in_flight: list[httpx.Response] = []
     try:
-        wait_for(f"{url}/health/ready", 60, server)
+        wait_for_url(f"{url}/health/ready", 60, server)
 
         def send(path: str, body: dict[str, object]) -> None:
             in_flight.append(httpx.post(f"{url}{path}", json=body, timeout=30))
@@ -80,12 +85,12 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(bert_dir: Path, tmp_path:
             threading.Thread(target=send, args=("/v1/models/tiny/predict", {"inputs": ["in flight"]})),
             threading.Thread(target=send, args=("/v2/models/tiny/infer", v2_body)),
         ]
-        for sender in senders:
-            sender.start()
-        time.sleep(0.3)  # both are in the engine now
+        senders[0].start()
+        wait_until(lambda: _sample(url, "oberta_batch_size_count") == 1, "the v1 request to enter the engine")
+        senders[1].start()
+        wait_until(lambda: _sample(url, "oberta_queue_depth") == 1, "the v2 request to queue behind it")
         server.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
-        ready = httpx.get(f"{url}/health/ready")
+        ready = wait_until(lambda: _not_ready(url), "readiness to turn false after SIGTERM")
         refused = httpx.post(f"{url}/v1/models/tiny/predict", json={"inputs": ["too late"]})
         v2_ready = httpx.get(f"{url}/v2/health/ready")
         for sender in senders:

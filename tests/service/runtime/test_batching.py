@@ -11,23 +11,33 @@ import pytest
 
 from service.runtime.batching import Batcher, BatchError
 from service.runtime.metrics import Metrics
+from tests.waiting import wait_until_async
 
 
 class FakeEngine:
-    """Multiplies item values by 10; records batches; fails batches holding a poisoned value; can be held."""
+    """Multiplies item values by 10; records batches; fails batches holding a poisoned value; can be held.
+
+    `entered` is set when a batch enters the engine; while `release` is cleared, batches wait there for it.
+    """
 
     def __init__(self, poison: int | None = None) -> None:
         self.batches: list[list[int]] = []
         self.poison = poison
+        self.entered = threading.Event()
         self.release = threading.Event()
         self.release.set()
+
+    async def wait_entered(self) -> None:
+        """Wait (at most 10 s, without blocking the event loop) until a batch has entered the engine."""
+        assert await asyncio.to_thread(self.entered.wait, 10), "no batch entered the engine within 10 s"
 
     @staticmethod
     def collate(items: Sequence[int]) -> dict[str, np.ndarray]:
         return {"x": np.asarray(items, dtype=np.int64)}
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        self.release.wait(timeout=10)
+        self.entered.set()
+        assert self.release.wait(timeout=10), "the engine was held for 10 s"
         values = inputs["x"].tolist()
         self.batches.append(values)
         if self.poison in values:
@@ -46,6 +56,11 @@ def _values(outputs: list[list[np.ndarray]]) -> list[int]:
 def _sample(metrics: Metrics, name: str, **labels: str) -> float:
     value = metrics.registry.get_sample_value(name, {"model": "m", **labels})
     return 0.0 if value is None else value
+
+
+async def _queued(metrics: Metrics, items: int) -> None:
+    """Wait until `items` items wait in the queue."""
+    await wait_until_async(lambda: _sample(metrics, "oberta_queue_depth") == items, f"{items} queued items", 10)
 
 
 def test_concurrent_requests_share_one_engine_call() -> None:
@@ -130,9 +145,9 @@ def test_a_cancelled_request_is_dropped_from_later_batches() -> None:
         batcher = _batcher(engine, metrics, max_batch_size=2, max_wait_ms=1)
         batcher.start()
         first = asyncio.create_task(batcher.submit([1, 2]))  # runs first, held in the engine
-        await asyncio.sleep(0.05)
+        await engine.wait_entered()
         gone = asyncio.create_task(batcher.submit([3, 4]))
-        await asyncio.sleep(0.05)
+        await _queued(metrics, 2)
         gone.cancel()
         engine.release.set()
         result = _values(await first) + _values(await batcher.submit([5]))
@@ -154,8 +169,9 @@ def test_stop_fails_waiting_requests_and_submit_needs_a_running_batcher() -> Non
             await batcher.submit([1])
         batcher.start()
         running = asyncio.create_task(batcher.submit([1]))
+        await engine.wait_entered()
         waiting = asyncio.create_task(batcher.submit([2]))
-        await asyncio.sleep(0.05)
+        await _queued(metrics, 1)
         await batcher.stop()
         engine.release.set()
         for task in (running, waiting):

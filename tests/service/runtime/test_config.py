@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from service.runtime.card import ModelCard, save_card
 from service.runtime.config import Settings, discover_endpoints, load_config_file, load_settings, resolve_endpoints
 from service.runtime.errors import ConfigError, MissingFile
-from tests.conftest import write_config
+from tests.serving import write_config
 
 
 def _card_dir(root: Path, directory: str, name: str) -> Path:

@@ -1,13 +1,9 @@
-"""Question answering: windows with stride, offset mapping, span scoring, merging windows, and the HTTP API."""
+"""Question answering: windows with stride, offset mapping, span scoring, and merging windows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from tokenizers import Encoding, Tokenizer
 
 from service.runtime.tasks import InputError, PredictOptions
@@ -22,8 +18,7 @@ from service.runtime.tasks.question_answering import (
     context_tokens,
     window_spans,
 )
-from tests.conftest import RecordingFactory, make_app, wait_ready
-from tests.tiny_models import make_tiny_question_answering_dir, tiny_subword_tokenizer
+from tests.tiny_models import tiny_subword_tokenizer
 
 SHORT = "Louis lived in Versailles, near Paris."
 LONG = ("The king of France lived in Paris. " * 4) + "John Smithson built a palace near London. " + "The palace."
@@ -176,59 +171,3 @@ def test_max_answer_length_option_limits_the_span(tokenizer: Tokenizer) -> None:
 def test_bad_inputs_are_named(tokenizer: Tokenizer, value: object, message: str) -> None:
     with pytest.raises(InputError, match=message):
         _task(tokenizer).preprocess([value])
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, RecordingFactory]]:
-    model_dir = make_tiny_question_answering_dir(tmp_path_factory.mktemp("qa"))
-    factory = RecordingFactory()
-    app = make_app(tmp_path_factory.mktemp("app"), [{"model_dir": str(model_dir), "engine": "onnxruntime"}], factory)
-    with TestClient(app) as client:
-        wait_ready(client)
-        yield client, factory
-
-
-def test_http_question_answering(served: tuple[TestClient, RecordingFactory]) -> None:
-    client, factory = served
-    model = client.get("/v1/models").json()["models"][0]
-    assert (model["name"], model["task"], model["labels"]) == ("tiny-qa", "question-answering", [])
-    factory.engines[0].calls.clear()
-    body = {"inputs": [{"question": "Who built a palace?", "context": LONG}], "top_k": 3, "max_answer_length": 2}
-    response = client.post("/v1/models/tiny-qa/predict", json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()["outputs"][0]
-    assert set(answer) == {"answer", "score", "start", "end", "answers"}
-    assert factory.engines[0].calls == [2]  # one engine row per window of the long context
-    ranked = answer["answers"]
-    assert ranked[0] == {key: answer[key] for key in ("answer", "score", "start", "end")}
-    assert len(ranked) == 3 and [a["score"] for a in ranked] == sorted((a["score"] for a in ranked), reverse=True)
-    for span in ranked:
-        assert span["answer"] == LONG[span["start"]:span["end"]] and 0.0 <= span["score"] <= 1.0
-        assert len(span["answer"].split()) <= 2
-    plain = client.post("/v1/models/tiny-qa/predict", json={"inputs": [{"question": "Where?", "context": SHORT}]})
-    assert set(plain.json()["outputs"][0]) == {"answer", "score", "start", "end"}
-
-
-@pytest.mark.parametrize(
-    ("body", "detail"),
-    [
-        ({"inputs": ["just a text"]}, "must be a"),
-        ({"inputs": [{"question": "q", "context": "c", "more": "x"}]}, "inputs"),
-        ({"inputs": [{"question": "", "context": "c"}]}, "question is empty"),
-        ({"inputs": [{"question": "q", "context": "c"}], "max_answer_length": 0}, "greater than or equal to 1"),
-    ],
-)
-def test_http_bad_question_inputs(served: tuple[TestClient, RecordingFactory], body: object, detail: str) -> None:
-    client, _ = served
-    response = client.post("/v1/models/tiny-qa/predict", json=body)
-    assert response.status_code == 422, response.text
-    assert detail in response.text
-
-
-def test_a_classifier_refuses_question_objects(bert_dir: Path, tmp_path: Path) -> None:
-    app = make_app(tmp_path, [{"model_dir": str(bert_dir), "engine": "onnxruntime"}])
-    with TestClient(app) as client:
-        wait_ready(client)
-        response = client.post("/v1/models/tiny/predict", json={"inputs": [{"question": "q", "context": "c"}]})
-        assert response.status_code == 422
-        assert "must be a string or a [text, text_pair] list" in response.text
