@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
-from service.runtime.errors import MissingPackage
+from service.runtime.errors import ConfigError, MissingPackage
 
 DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"
 
@@ -36,3 +38,13 @@ def resolve_base_model(name_or_path: str) -> str:
     if alias is not None:
         return str(alias())
     return name_or_path
+
+
+@contextlib.contextmanager
+def loading_from(name_or_path: str) -> Iterator[None]:
+    """Turn transformers' OSError for a model or tokenizer it cannot find or read into a one-line ConfigError."""
+    try:
+        yield
+    except OSError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot load a model or tokenizer from {name_or_path!r}: {first_line}") from exc

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
-from compression.base_models import DEFAULT_BASE_MODEL, resolve_base_model
+from compression.base_models import DEFAULT_BASE_MODEL, loading_from, resolve_base_model
 from compression.export import model_input_names
 from compression.tasks import DataConfig, task_for
 from compression.training import (
@@ -47,7 +47,8 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     task = task_for(data_config.task)
     data = task.prepare(data_config)
     base_path = resolve_base_model(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    with loading_from(base_path):
+        tokenizer = AutoTokenizer.from_pretrained(base_path)
     model = task.new_model(base_path, data)
     if loop.freeze_embeddings:
         log.info("froze %d embedding parameters", freeze_embeddings(model))

@@ -186,12 +186,14 @@ def _run_export(args: argparse.Namespace) -> int:
 
     from transformers import AutoTokenizer
 
+    from compression.base_models import loading_from
     from compression.export import export_model_dir
     from compression.finetune import TRAINING_INFO
     from compression.tasks import task_for
 
     model = task_for(args.task).load_model(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    with loading_from(args.model):
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
     info_path = Path(args.model) / TRAINING_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     metrics = info.get("validation_metrics", {})

@@ -7,6 +7,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedModel
 
+from compression.base_models import loading_from
 from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.tasks import CompressionTask, DataConfig, Evaluation, PreparedData, task_for
@@ -30,7 +31,8 @@ def prepare(data_config: DataConfig, tokenizer_path: str, model: PreTrainedModel
     task = task_for(data_config.task)
     data = task.prepare(data_config)
     task.check_model(model, data, "model")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    with loading_from(tokenizer_path):
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     input_names = model_input_names(model)
     train = task.features(tokenizer, data.train, data, data_config, input_names)
     evaluation = task.evaluation(tokenizer, data.validation, data, data_config, input_names)

@@ -10,7 +10,9 @@ import numpy as np
 from tokenizers import Encoding
 from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBase
 
+from compression.base_models import loading_from
 from compression.training_loop import DEFAULT_MAX_LENGTH
+from service.runtime.errors import ConfigError
 from service.runtime.tasks import DEFAULT_TASK, TaskSpec
 
 Features = list[dict[str, Any]]
@@ -124,23 +126,25 @@ def new_head(auto_class: Any, base: str, labels: list[str]) -> PreTrainedModel:
     A base whose head has other labels gets a fresh one.
     """
     id2label = dict(enumerate(labels))
-    return auto_class.from_pretrained(
-        base,
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-        ignore_mismatched_sizes=True,
-        attn_implementation="eager",
-    )
+    with loading_from(base):
+        return auto_class.from_pretrained(
+            base,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            ignore_mismatched_sizes=True,
+            attn_implementation="eager",
+        )
 
 
 def load_trained(auto_class: Any, path: str) -> PreTrainedModel:
-    """The model at path with the auto class's head (eager attention); ValueError when it was trained for another."""
-    model = auto_class.from_pretrained(path, attn_implementation="eager")
+    """The model at path with the auto class's head (eager attention); ConfigError when it was trained for another."""
+    with loading_from(path):
+        model = auto_class.from_pretrained(path, attn_implementation="eager")
     wanted = type(model).__name__
     other = [name for name in model.config.architectures or [] if name.endswith(HEADS) and name != wanted]
     if other:
-        raise ValueError(f"{path} holds a {other[0]}, not a {wanted}: pass the --task it was trained for")
+        raise ConfigError(f"{path} holds a {other[0]}, not a {wanted}: pass the --task it was trained for")
     return model
 
 

@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from compression.base_models import loading_from
 from compression.data import open_text, split_validation
 from compression.tasks.base import (
     DataConfig,
@@ -162,7 +163,8 @@ class QuestionAnsweringTask(SpecTask):
 
     def new_model(self, base: str, data: PreparedData) -> PreTrainedModel:
         """A span-prediction head on the base encoder."""
-        return AutoModelForQuestionAnswering.from_pretrained(base, attn_implementation="eager")
+        with loading_from(base):
+            return AutoModelForQuestionAnswering.from_pretrained(base, attn_implementation="eager")
 
     def load_model(self, path: str) -> PreTrainedModel:
         """A trained question-answering model."""
