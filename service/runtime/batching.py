@@ -1,16 +1,20 @@
-"""Dynamic batching: requests queue their items, one worker per model runs them through the engine in batches.
+"""Continuous batching: requests queue their items; the app's engine scheduler runs each model's batches in turn.
 
-The worker takes up to `max_batch_size` items, waiting for more until `max_wait_ms` after the first arrived, runs the
-batch in a thread of its own (the event loop never blocks) and resolves one future per request. A request with several
-inputs contributes several items and may span batches. An engine error fails only the requests with items in that batch.
+A request's items wait in its model's queue. When the engine is idle, they run at once; while it is busy, arrivals
+gather into the model's next batch, of at most `max_batch_size` items. Once the engine is free, a batch that is not
+full and whose first item arrived while the engine was busy may wait for company until `max_wait_ms` after that item
+arrived; a request arriving at an idle engine never waits. The scheduler (service/runtime/scheduler.py) runs one batch
+at a time across models, in its engine thread, and resolves one future per request. A request with several inputs
+contributes several items and may span batches. An engine error fails only the requests with items in that batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ import numpy as np
 
 from service.runtime.errors import EngineFailed
 from service.runtime.metrics import ModelMetrics
+from service.runtime.scheduler import EngineScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +44,14 @@ class _Job:
     items: Sequence[Any]
     future: asyncio.Future[list[ItemOutputs]]
     enqueued: float
+    eager: bool  # arrived while the engine was idle: runs without waiting for company
     results: list[ItemOutputs]
     taken: int = 0
     finished: int = 0
 
 
 class Batcher:
-    """Collects the items of concurrent requests for one model into engine batches."""
+    """Collects the items of concurrent requests for one model into engine batches; a lane of the engine scheduler."""
 
     def __init__(
         self,
@@ -53,6 +59,7 @@ class Batcher:
         collate: Collate,
         run: RunEngine,
         metrics: ModelMetrics,
+        scheduler: EngineScheduler,
         max_batch_size: int = 16,
         max_wait_ms: float = 5.0,
     ) -> None:
@@ -62,97 +69,67 @@ class Batcher:
         self._collate = collate
         self._run_engine = run
         self._metrics = metrics
+        self._scheduler = scheduler
         self._max_batch_size = max_batch_size
         self._max_wait = max_wait_ms / 1000
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._partial: _Job | None = None  # a job whose remaining items did not fit in the last batch
+        self._jobs: deque[_Job] = deque()  # the first may have items in earlier batches already
+        self._waiting = 0  # items in self._jobs not yet taken
         self._running: list[_Job] = []
-        self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"oberta-engine-{name}")
+        self._started = False
 
     def start(self) -> None:
-        """Start the worker on the running event loop."""
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"oberta-batcher-{self.name}")
+        """Take requests and have the scheduler run their batches."""
+        if not self._started:
+            self._scheduler.add(self)
+            self._started = True
 
     async def stop(self) -> None:
-        """Stop the worker and fail every request still waiting."""
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
-        waiting = [*self._running, *([self._partial] if self._partial else [])]
-        while not self._queue.empty():
-            waiting.append(self._queue.get_nowait())
-        self._fail(waiting, BatchError(f"model {self.name} is shutting down"))
-        self._metrics.queue_depth.dec(sum(len(job.items) - job.taken for job in waiting))
-        self._partial = None
+        """Leave the scheduler and fail every request still waiting or running."""
+        if self._started:
+            self._scheduler.remove(self)
+            self._started = False
+        self._fail([*self._running, *self._jobs], BatchError(f"model {self.name} is shutting down"))
+        self._metrics.queue_depth.dec(self._waiting)
+        self._jobs.clear()
+        self._waiting = 0
         self._running = []
-        self._executor.shutdown(wait=False)
 
     async def submit(self, items: Sequence[Any]) -> list[ItemOutputs]:
         """Queue a request's items; returns each item's engine outputs, in order. Raises BatchError."""
-        if self._worker is None:
+        if not self._started:
             raise BatchError(f"model {self.name} is not running")
         if not items:
             return []
         future: asyncio.Future[list[ItemOutputs]] = asyncio.get_running_loop().create_future()
-        job = _Job(items=items, future=future, enqueued=time.monotonic(), results=[[] for _ in items])
-        self._queue.put_nowait(job)
+        job = _Job(items, future, time.monotonic(), self._scheduler.idle, results=[[] for _ in items])
+        started_waiting = not self._jobs
+        self._jobs.append(job)
+        self._waiting += len(items)
         self._metrics.queue_depth.inc(len(items))
+        self._scheduler.notify(self, started_waiting)
         return await future
 
-    async def _work(self) -> None:
-        while True:
-            batch = await self._collect()
-            if batch:
-                await self._run_batch(batch)
+    def due_at(self) -> float | None:
+        """When the waiting items should run: at once when the first arrived at an idle engine or a batch is full,
+        else max_wait after the first arrived; None when nothing waits."""
+        if not self._jobs:
+            return None
+        first = self._jobs[0]
+        if first.eager or self._waiting >= self._max_batch_size:
+            return -math.inf
+        return first.enqueued + self._max_wait
 
-    async def _collect(self) -> list[tuple[_Job, int]]:
-        """Items for the next batch: at most max_batch_size, gathered until max_wait after the first job arrived."""
-        job = self._partial or await self._queue.get()
-        self._partial = None
-        deadline = job.enqueued + self._max_wait
-        batch: list[tuple[_Job, int]] = []
-        while True:
-            self._take(job, batch)
-            if job.taken < len(job.items):
-                self._partial = job
-                return batch
-            if len(batch) >= self._max_batch_size:
-                return batch
-            try:
-                job = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return batch
-                try:
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    return batch
-
-    def _take(self, job: _Job, batch: list[tuple[_Job, int]]) -> None:
-        """Move as many of the job's items into the batch as fit; drop those of requests that went away."""
-        if job.future.done():  # cancelled, e.g. the client disconnected
-            count = len(job.items) - job.taken
-            job.taken = len(job.items)
-        else:
-            count = min(self._max_batch_size - len(batch), len(job.items) - job.taken)
-            if job.taken == 0:
-                self._metrics.observe_stage("queue", time.monotonic() - job.enqueued)
-            batch.extend((job, index) for index in range(job.taken, job.taken + count))
-            job.taken += count
-        self._metrics.queue_depth.dec(count)
-
-    async def _run_batch(self, batch: list[tuple[_Job, int]]) -> None:
+    async def run_batch(self, executor: ThreadPoolExecutor) -> None:
+        """Run the waiting items (at most max_batch_size) in `executor` and hand each request its outputs."""
+        batch = self._take()
+        if not batch:
+            return
         jobs = list(dict.fromkeys(job for job, _ in batch))
         self._running = jobs
         items = [job.items[index] for job, index in batch]
         self._metrics.observe_batch(len(items))
-        try:  # when stop() cancels this await, the jobs stay in self._running for stop() to fail
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._execute, items)
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(executor, self._execute, items)
         except Exception as exc:
             self._running = []
             logger.exception("model %s: engine failed on a batch of %d items", self.name, len(items))
@@ -160,19 +137,42 @@ class Batcher:
             return
         self._running = []
         for row, (job, index) in enumerate(batch):
-            if job.future.done():
+            if job.future.done():  # cancelled, or failed by stop()
                 continue
             job.results[index] = [output[row] for output in outputs]
             job.finished += 1
             if job.finished == len(job.items):
                 job.future.set_result(job.results)
 
+    def _take(self) -> list[tuple[_Job, int]]:
+        """Move waiting items into a batch, at most max_batch_size; drop those of requests that went away."""
+        batch: list[tuple[_Job, int]] = []
+        while self._jobs and len(batch) < self._max_batch_size:
+            job = self._jobs[0]
+            if job.future.done():  # cancelled, e.g. the client disconnected
+                count = len(job.items) - job.taken
+            else:
+                count = min(self._max_batch_size - len(batch), len(job.items) - job.taken)
+                if job.taken == 0:
+                    self._metrics.observe_stage("queue", time.monotonic() - job.enqueued)
+                batch.extend((job, index) for index in range(job.taken, job.taken + count))
+            job.taken += count
+            self._waiting -= count
+            self._metrics.queue_depth.dec(count)
+            if job.taken == len(job.items):
+                self._jobs.popleft()
+        return batch
+
     def _execute(self, items: list[Any]) -> list[np.ndarray]:
-        """Collate and run one batch (in the engine thread)."""
-        inputs = self._collate(items)
+        """Collate and run one batch (in the engine thread); the engine stage times the engine, engine seconds both."""
         start = time.perf_counter()
-        outputs = self._run_engine(inputs)
-        self._metrics.observe_stage("engine", time.perf_counter() - start)
+        try:
+            inputs = self._collate(items)
+            engine_start = time.perf_counter()
+            outputs = self._run_engine(inputs)
+            self._metrics.observe_stage("engine", time.perf_counter() - engine_start)
+        finally:
+            self._metrics.engine_seconds.inc(time.perf_counter() - start)
         for output in outputs:
             if output.shape[0] != len(items):
                 raise ValueError(f"engine returned {output.shape[0]} rows for {len(items)} items")

@@ -156,7 +156,8 @@ class EndpointConfig(BaseModel):
     )
     max_batch_size: int = Field(default=16, ge=1, description="most inputs per engine call")
     max_wait_ms: float = Field(
-        default=5.0, ge=0, description="longest time the first waiting input waits for others to fill a batch"
+        default=5.0, ge=0, description="once the engine is free, longest time a batch gathered while it was busy waits "
+        "for others to fill it (an input arriving at an idle engine runs at once)"
     )
     max_inputs_per_request: int = Field(
         default=64, ge=1, description="most inputs in one request; more are refused with 413"

@@ -23,6 +23,7 @@ class ModelMetrics:
         self.inflight = metrics.inflight_requests.labels(model=model)
         self.queue_depth = metrics.queue_depth.labels(model=model)
         self.ready = metrics.model_ready.labels(model=model)
+        self.engine_seconds = metrics.engine_seconds.labels(model=model)
         self._items = metrics.items.labels(model=model)
         self._batch_size = metrics.batch_size.labels(model=model)
         self._request_duration = metrics.request_duration.labels(model=model)
@@ -76,6 +77,12 @@ class Metrics:
             "oberta_inflight_requests", "Prediction requests being served", ["model"], registry=registry
         )
         self.queue_depth = Gauge("oberta_queue_depth", "Items waiting for a batch", ["model"], registry=registry)
+        self.engine_seconds = Counter(
+            "oberta_engine_seconds",
+            "Seconds the model's batches held the engine thread (collate and run); models share one, a batch at a time",
+            ["model"],
+            registry=registry,
+        )
         self.model_ready = Gauge(
             "oberta_model_ready", "1 when the model is loaded and warmed up", ["model"], registry=registry
         )

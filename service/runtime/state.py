@@ -1,4 +1,5 @@
-"""What the running server knows: every endpoint's load status, engine, task and batcher."""
+"""What the running server knows: every endpoint's load status, engine, task and batcher, and the engine scheduler
+they share."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from service.runtime.config import Endpoint, Settings
 from service.runtime.engines import Engine, EngineFactory
 from service.runtime.loading import load_model
 from service.runtime.metrics import Metrics, ModelMetrics
+from service.runtime.scheduler import EngineScheduler
 from service.runtime.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ class ModelSlot:
 
 
 class ServiceState:
-    """The endpoints of one app and their loading."""
+    """The endpoints of one app, their loading, and the scheduler that runs their batches one at a time."""
 
     def __init__(
         self, settings: Settings, endpoints: list[Endpoint], metrics: Metrics, engine_factory: EngineFactory
@@ -44,6 +46,7 @@ class ServiceState:
         self.metrics = metrics
         self.slots = {endpoint.name: self._slot(endpoint) for endpoint in endpoints}
         self.draining = False
+        self.scheduler = EngineScheduler()
         self._engine_factory = engine_factory
 
     def _slot(self, endpoint: Endpoint) -> ModelSlot:
@@ -62,6 +65,7 @@ class ServiceState:
 
     async def load_all(self) -> None:
         """Load, warm up and start every model in turn; a model that fails is marked failed and logged."""
+        self.scheduler.start()
         for slot in self.slots.values():
             endpoint = slot.endpoint
             try:
@@ -75,6 +79,7 @@ class ServiceState:
                 task.collate,
                 engine.run,
                 slot.metrics,
+                self.scheduler,
                 max_batch_size=endpoint.config.max_batch_size,
                 max_wait_ms=endpoint.config.max_wait_ms,
             )
@@ -83,7 +88,7 @@ class ServiceState:
             slot.metrics.ready.set(1)
 
     async def stop(self) -> None:
-        """Stop every batcher; the models are no longer ready."""
+        """Stop every batcher, then the scheduler; the models are no longer ready."""
         for slot in self.slots.values():
             slot.metrics.ready.set(0)
             if slot.batcher is not None:
@@ -91,3 +96,4 @@ class ServiceState:
                 slot.batcher = None
             if slot.status == "ready":
                 slot.status = "stopped"
+        await self.scheduler.stop()

@@ -19,6 +19,7 @@ from service.runtime.engines import Engine, EngineOptions
 from tests.recording_engine import RecordingFactory
 from tests.serving import make_app, serving, wait_loaded, wait_ready
 from tests.tiny_models import NUM_LABELS
+from tests.waiting import wait_until_async
 
 LONG_TEXT = "good movie " * 100
 LABELS = [f"label_{index}" for index in range(NUM_LABELS)]
@@ -141,6 +142,7 @@ def test_metrics_expose_every_series(served: tuple[TestClient, RecordingFactory]
         "oberta_stage_duration_seconds": "histogram",
         "oberta_batch_size": "histogram",
         "oberta_items": "counter",
+        "oberta_engine_seconds": "counter",
         "oberta_inflight_requests": "gauge",
         "oberta_queue_depth": "gauge",
         "oberta_model_ready": "gauge",
@@ -200,20 +202,29 @@ def test_a_model_that_fails_to_load_keeps_readiness_at_503(bert_dir: Path, tmp_p
         assert detail == "model 'tiny' failed to load (RuntimeError: no such engine today)"
 
 
-def test_concurrent_requests_are_served_in_one_engine_call(bert_dir: Path, tmp_path: Path) -> None:
+def test_requests_arriving_while_the_engine_is_busy_share_one_engine_call(bert_dir: Path, tmp_path: Path) -> None:
     factory = RecordingFactory()
     endpoint = {"model_dir": str(bert_dir), "engine": "onnxruntime", "max_batch_size": 8, "max_wait_ms": 2000}
     app = make_app(tmp_path, [endpoint], factory)
 
     async def main() -> list[httpx.Response]:
         async with serving(app) as client:
-            factory.engines[0].calls.clear()  # forget the warm-up batch
-            requests = [client.post("/v1/models/tiny/predict", json={"inputs": [f"text {i}"]}) for i in range(8)]
-            return list(await asyncio.gather(*requests))
+            engine = factory.engines[0]
+            engine.calls.clear()  # forget the warm-up batch
+            engine.gate.clear()
+            post = [client.post("/v1/models/tiny/predict", json={"inputs": [f"text {i}"]}) for i in range(9)]
+            first = asyncio.create_task(post[0])  # at an idle engine: runs at once, held at the gate
+            await wait_until_async(lambda: engine.calls == [1], "the first request to enter the engine", 10)
+            rest = [asyncio.create_task(request) for request in post[1:]]
+            registry = app.state.service.metrics.registry
+            await wait_until_async(lambda: registry.get_sample_value("oberta_queue_depth", {"model": "tiny"}) == 8,
+                                   "8 requests waiting for the engine", 10)
+            engine.gate.set()
+            return list(await asyncio.gather(first, *rest))
 
     responses = asyncio.run(main())
-    assert [response.status_code for response in responses] == [200] * 8
-    assert factory.engines[0].calls == [8]
+    assert [response.status_code for response in responses] == [200] * 9
+    assert factory.engines[0].calls == [1, 8]
     metrics = app.state.service.metrics.registry
-    assert metrics.get_sample_value("oberta_batch_size_count", {"model": "tiny"}) == 1
-    assert metrics.get_sample_value("oberta_batch_size_sum", {"model": "tiny"}) == 8
+    assert metrics.get_sample_value("oberta_batch_size_count", {"model": "tiny"}) == 2
+    assert metrics.get_sample_value("oberta_batch_size_sum", {"model": "tiny"}) == 9
