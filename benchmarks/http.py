@@ -3,8 +3,8 @@
 By default the benchmark starts `oberta serve` for the model on a free 127.0.0.1 port, measures the engine alone
 in-process (same engine, threads and batch size as the server, same texts), sweeps the concurrency levels with a
 bounded closed-loop load generator (benchmarks/http_load.py), and stops the server with SIGTERM. With --url it
-targets a running server instead, which must be on loopback. Text-classification and token-classification models are
-supported (the load is texts).
+targets a running server instead, which must be on loopback. The load is texts, or questions with their contexts for
+question answering. `--mixed` measures models sharing one server instead (benchmarks/http_mixed.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from benchmarks.http_load import Protocol, inference_path, post_requests, request_bodies, sweep
+from benchmarks.http_load import Input, Protocol, inference_path, post_requests, request_bodies, sweep
 from benchmarks.report import machine
 from service.runtime.card import load_card
 from service.runtime.config import Endpoint, EndpointConfig, Settings
@@ -82,6 +82,26 @@ def sample_texts(count: int = 256, seed: int = 0) -> list[str]:
     return [text.strip().capitalize() for text in texts]
 
 
+def sample_questions(count: int = 256, seed: int = 0) -> list[dict[str, str]]:
+    """Questions about contexts of three to six review-like sentences (about 40 to 150 tokens), the same every run."""
+    rng = random.Random(seed)
+    texts = sample_texts(count, seed)
+    questions = []
+    for _ in range(count):
+        context = " ".join(rng.sample(texts, rng.randint(3, 6)))
+        questions.append({"question": f"What {rng.choice(VERDICTS)}?", "context": context})
+    return questions
+
+
+def sample_inputs(task: str) -> list[Input]:
+    """Request inputs for a model of `task`: texts, or questions with their contexts; ConfigError for other inputs."""
+    if task == "question-answering":
+        return list(sample_questions())
+    if not task_spec(task).accepts_text:
+        raise ConfigError(f"the HTTP benchmark sends texts or questions; {task} models take other inputs")
+    return list(sample_texts())
+
+
 def check_loopback(url: str) -> str:
     """`url` without a trailing slash; ValueError unless it points at this machine's loopback interface."""
     if urlsplit(url).hostname not in LOOPBACK:
@@ -96,15 +116,22 @@ def _free_port() -> int:
         return port
 
 
+def endpoint_entry(config: HttpBenchConfig, model_dir: Path, name: str | None = None) -> dict[str, Any]:
+    """The config-file entry serving `model_dir` with the benchmark's engine and batching settings."""
+    entry: dict[str, Any] = {"model_dir": str(model_dir.resolve()), "engine": config.engine,
+                             "max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms}
+    if name:
+        entry["name"] = name
+    return entry
+
+
 @contextlib.contextmanager
-def started_server(config: HttpBenchConfig, workdir: Path, exit_codes: list[int]) -> Iterator[str]:
-    """`oberta serve` for the model on a free loopback port until the block ends; appends its exit code."""
-    endpoint = {"model_dir": str(config.model_dir.resolve()), "engine": config.engine,
-                "max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms}
-    if config.name:
-        endpoint["name"] = config.name
+def started_server(
+    endpoints: list[dict[str, Any]], config: HttpBenchConfig, workdir: Path, exit_codes: list[int]
+) -> Iterator[str]:
+    """`oberta serve` for the endpoints on a free loopback port until the block ends; appends its exit code."""
     serve_config = workdir / "serve.yaml"
-    serve_config.write_text(yaml.safe_dump({"endpoints": [endpoint]}))
+    serve_config.write_text(yaml.safe_dump({"endpoints": endpoints}))
     port = _free_port()
     env = {**os.environ, "NM_DISABLE_ANALYTICS": "1"}
     if config.threads:
@@ -131,20 +158,21 @@ def started_server(config: HttpBenchConfig, workdir: Path, exit_codes: list[int]
             exit_codes.append(server.wait())
 
 
-def _headers(api_key: str | None) -> dict[str, str]:
+def headers(api_key: str | None) -> dict[str, str]:
+    """The Authorization header for an API key, if any."""
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def _ready(url: str, api_key: str | None) -> bool:
     try:
-        return httpx.get(f"{url}/health/ready", headers=_headers(api_key), timeout=5).status_code == 200
+        return httpx.get(f"{url}/health/ready", headers=headers(api_key), timeout=5).status_code == 200
     except httpx.TransportError:
         return False
 
 
 def served_model(url: str, name: str, api_key: str | None) -> dict[str, Any]:
     """The model's entry in the server's GET /v1/models."""
-    response = httpx.get(f"{url}/v1/models", headers=_headers(api_key), timeout=30)
+    response = httpx.get(f"{url}/v1/models", headers=headers(api_key), timeout=30)
     response.raise_for_status()
     for model in response.json()["models"]:
         if model["name"] == name:
@@ -154,9 +182,10 @@ def served_model(url: str, name: str, api_key: str | None) -> dict[str, Any]:
 
 
 def engine_items_per_second(
-    model_dir: Path, engine: str, threads: int | None, batch_size: int, texts: Sequence[str], seconds: float
+    model_dir: Path, engine: str, threads: int | None, batch_size: int, texts: Sequence[Input], seconds: float
 ) -> float:
-    """Items/s of the engine alone on full batches of `texts`, tokenized and padded as the server does."""
+    """Items/s of the engine alone on full batches of `texts` (or other inputs), tokenized and padded as the server
+    does."""
     card = load_card(model_dir)
     config = EndpointConfig(model_dir=model_dir, engine=engine, max_batch_size=batch_size)  # type: ignore[arg-type]
     endpoint = Endpoint(card.name, model_dir, card, config)
@@ -175,23 +204,22 @@ def engine_items_per_second(
 def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Sweep the concurrency levels; returns one summary per level and the run's metadata (machine included)."""
     card = load_card(config.model_dir)
-    if not task_spec(card.task).accepts_text:
-        raise ConfigError(f"the HTTP benchmark sends texts; {card.task} models take other inputs")
     name = config.name or card.name
-    texts = list(config.texts) or sample_texts()
+    texts: list[Input] = list(config.texts) if config.texts else sample_inputs(card.task)
     exit_codes: list[int] = []
     with contextlib.ExitStack() as stack:
         if config.url:
             url = check_loopback(config.url)
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oberta-bench-http-")))
-            url = stack.enter_context(started_server(config, workdir, exit_codes))
+            endpoint = endpoint_entry(config, config.model_dir, config.name)
+            url = stack.enter_context(started_server([endpoint], config, workdir, exit_codes))
         model = served_model(url, name, config.api_key)
         engine_rate = engine_items_per_second(
             config.model_dir, model["engine"], config.threads, model["max_batch_size"], texts, config.engine_seconds
         )
         bodies = request_bodies(texts, config.inputs_per_request, config.protocol)
-        requests = post_requests(url, inference_path(name, config.protocol), bodies, _headers(config.api_key))
+        requests = post_requests(url, inference_path(name, config.protocol), bodies, headers(config.api_key))
         levels = asyncio.run(sweep(url, requests, config.concurrency, config.requests_per_level,
                                    config.seconds_per_level, config.timeout_s))
     results = []
@@ -234,8 +262,12 @@ def run_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout, engine_seconds=args.engine_seconds, texts=texts,
         api_key=os.environ.get("OBERTA_API_KEY"), command="oberta " + shlex.join(sys.argv[1:]),
     )
+    if args.mixed:
+        from benchmarks.http_mixed import run_mixed_command
+
+        return run_mixed_command(args, config)
     results, meta = run_http_benchmark(config)
-    for path in write_reports(results, meta, Path(args.output), args.stem):
+    for path in write_reports(results, meta, Path(args.output), args.stem or "http"):
         print(f"wrote {path}")
     for r in results:
         print(f"concurrency {r['concurrency']}: {r['items_per_second']:.1f} items/s, p50 {r['p50_ms']:.1f} ms, "

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 Protocol = Literal["v1", "v2"]
+Input = str | Mapping[str, str]  # one request input: a text, or an object of texts (question answering)
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,20 @@ class Level:
         }
 
 
-def request_bodies(texts: Sequence[str], inputs_per_request: int, protocol: Protocol) -> list[bytes]:
-    """Encoded request bodies cycling through `texts`, `inputs_per_request` texts each."""
+def request_bodies(inputs: Sequence[Input], inputs_per_request: int, protocol: Protocol) -> list[bytes]:
+    """Encoded request bodies cycling through `inputs`, `inputs_per_request` each: texts, or objects such as
+    {"question", "context"} (in v2, one BYTES tensor per key)."""
     bodies = []
-    for start in range(0, len(texts), inputs_per_request):
-        chunk = [texts[(start + offset) % len(texts)] for offset in range(inputs_per_request)]
+    for start in range(0, len(inputs), inputs_per_request):
+        chunk = [inputs[(start + offset) % len(inputs)] for offset in range(inputs_per_request)]
         if protocol == "v1":
             body: dict[str, Any] = {"inputs": chunk}
         else:
-            body = {"inputs": [{"name": "text", "shape": [len(chunk)], "datatype": "BYTES", "data": chunk}]}
+            columns = {"text": chunk} if isinstance(chunk[0], str) else {
+                key: [value[key] for value in chunk if not isinstance(value, str)] for key in chunk[0]
+            }
+            body = {"inputs": [{"name": name, "shape": [len(data)], "datatype": "BYTES", "data": data}
+                               for name, data in columns.items()]}
         bodies.append(json.dumps(body).encode())
     return bodies
 

@@ -301,7 +301,8 @@ def _bench_http_parser(kinds: argparse._SubParsersAction) -> None:
         help="throughput and latency over HTTP at rising concurrency, against the engine alone",
         description="Start `oberta serve` for --model on a free 127.0.0.1 port (or use a running loopback server, "
         "--url), measure the engine alone in-process on the same texts, sweep the concurrency levels with a bounded "
-        "closed-loop load generator, and stop the server with SIGTERM. Text and token classification models.",
+        "closed-loop load generator, and stop the server with SIGTERM. With --mixed, serve several models together "
+        "and measure their shares of the machine under mixed load.",
     )
     http.add_argument("--model", default="models/sentiment", help="model directory (default models/sentiment)")
     http.add_argument("--url", help="a running server on loopback (default: start one for --model)")
@@ -320,7 +321,12 @@ def _bench_http_parser(kinds: argparse._SubParsersAction) -> None:
     http.add_argument("--engine-seconds", type=float, default=10.0, help="seconds measuring the engine alone (10)")
     http.add_argument("--texts", help="file of texts, one per line (default: built-in review-like sentences)")
     http.add_argument("--output", default="benchmarks/results", help="results directory")
-    http.add_argument("--stem", default="http", help="file name stem of the results (default http)")
+    http.add_argument("--mixed", metavar="DIR:CLIENTS[:INPUTS],...",
+                      help="serve these models together and measure each alone, then all at once with the same "
+                      "clients: each model's share (mixed req/s over alone) and their sum; --model, --concurrency, "
+                      "--inputs-per-request and --requests-per-level do not apply (phases last --seconds-per-level)")
+    http.add_argument("--rounds", type=int, default=1, help="with --mixed: rounds of alone then mixed phases (1)")
+    http.add_argument("--stem", help="file name stem of the results (default http, or http-mixed with --mixed)")
     http.set_defaults(handler=_run_bench_http)
 
 

@@ -11,8 +11,12 @@ import pytest
 
 from benchmarks.http import HttpBenchConfig, check_loopback, run_http_benchmark, sample_texts
 from benchmarks.http_load import Level, post_requests, request_bodies, run_level
+from benchmarks.http_mixed import MixedModel, chart, markdown, parse_mixed, run_mixed_benchmark
 from benchmarks.http_report import write_reports
+from benchmarks.report import write_reports as write_any_reports
 from oberta.cli import build_parser
+from service.runtime.errors import ConfigError
+from tests.tiny_models import make_tiny_question_answering_dir
 
 
 def test_a_small_sweep_against_a_started_server(bert_dir: Path, tmp_path: Path) -> None:
@@ -33,6 +37,35 @@ def test_a_small_sweep_against_a_started_server(bert_dir: Path, tmp_path: Path) 
     assert json.loads(paths[0].read_text())["results"] == results
     table = paths[1].read_text()
     assert "Command: `test`" in table and "| 4 | 40 |" in table
+
+
+def test_mixed_load_shares_of_two_models_on_one_server(bert_dir: Path, tmp_path: Path) -> None:
+    qa_dir = make_tiny_question_answering_dir(tmp_path)
+    config = HttpBenchConfig(model_dir=bert_dir, engine="onnxruntime", threads=1, max_wait_ms=1,
+                             seconds_per_level=1.0, protocol="v2", command="test")
+    models = [MixedModel(bert_dir, clients=2, inputs_per_request=2), MixedModel(qa_dir, clients=1)]
+    results, meta = run_mixed_benchmark(config, models, rounds=1)
+    assert [(r["name"], r["clients"], r["inputs_per_request"]) for r in results] == [("tiny", 2, 2), ("tiny-qa", 1, 1)]
+    for r in results:
+        for phase in ("alone", "mixed"):
+            assert r[phase]["ok"] > 0 and r[phase]["errors"] == {}, (r["name"], phase, r[phase])
+        assert r["share"] == r["mixed"]["requests_per_second"] / r["alone"]["requests_per_second"] > 0
+    assert meta["shares_sum"] == sum(r["share"] for r in results)
+    assert meta["server_exit_code"] == 0
+    paths = write_any_reports(results, meta, tmp_path, "mixed", render=markdown, draw=chart)
+    assert json.loads(paths[0].read_text())["results"] == results
+    table = paths[1].read_text()
+    assert "| tiny-qa | onnxruntime | 1 | 1 |" in table and f"Sum of the shares: {meta['shares_sum']:.2f}" in table
+
+
+def test_mixed_specs() -> None:
+    assert parse_mixed("models/a:32:2, models/b:16") == [MixedModel(Path("models/a"), 32, 2),
+                                                         MixedModel(Path("models/b"), 16, 1)]
+    for bad in ("models/a", "models/a:x", "models/a:0", "models/a:1:2:3"):
+        with pytest.raises(ConfigError, match="--mixed"):
+            parse_mixed(bad)
+    args = build_parser().parse_args(["bench", "http", "--mixed", "a:1,b:2", "--rounds", "2"])
+    assert (args.mixed, args.rounds, args.stem) == ("a:1,b:2", 2, None)
 
 
 async def _toy_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -79,5 +112,5 @@ def test_only_loopback_servers_and_the_cli_registration() -> None:
         check_loopback("http://10.0.0.1:8000")
     assert sample_texts(4) == sample_texts(4) and len(set(sample_texts())) > 200
     args = build_parser().parse_args(["bench", "http", "--model", "m", "--concurrency", "1,2", "--protocol", "v2"])
-    assert (args.model, args.concurrency, args.protocol, args.stem) == ("m", "1,2", "v2", "http")
+    assert (args.model, args.concurrency, args.protocol, args.mixed) == ("m", "1,2", "v2", None)
     assert args.handler.__name__ == "_run_bench_http"
