@@ -60,7 +60,7 @@ class EngineScheduler:
     def start(self) -> None:
         """Start the worker on the running event loop."""
         if self._worker is None:
-            self._wake = asyncio.Event()
+            self._wake, self._idle = asyncio.Event(), True
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oberta-engine")
             self._worker = asyncio.get_running_loop().create_task(self._work(self._executor), name="oberta-scheduler")
 

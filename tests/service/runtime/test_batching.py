@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -309,3 +311,36 @@ def test_a_light_model_is_not_starved_behind_a_busy_ones_queue() -> None:
     order = [name for event, name in log if event == "enter"]
     assert len(order) == 12
     assert order.index("light") <= 2, order  # right after the held batch, not behind the 10 queued busy batches
+
+
+class BrokenLane:
+    """A lane whose one batch raises outside the engine (a bug): the scheduler must go on for the others."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def due_at(self) -> float | None:
+        return -math.inf if self.runs == 0 else None
+
+    async def run_batch(self, executor: ThreadPoolExecutor) -> None:
+        self.runs += 1
+        raise RuntimeError("a bug")
+
+
+def test_a_failing_lane_does_not_stop_the_scheduler() -> None:
+    engine, metrics, broken = FakeEngine(), Metrics(), BrokenLane()
+
+    async def main() -> list[int]:
+        async with _scheduler() as scheduler:
+            scheduler.add(broken)
+            scheduler.notify(broken, started_waiting=True)
+            await wait_until_async(lambda: broken.runs == 1, "the broken lane's batch", 10)
+            batcher = _batcher(engine, metrics, scheduler, max_batch_size=4, max_wait_ms=1)
+            batcher.start()
+            result = _values(await batcher.submit([7]))
+            await batcher.stop()
+            return result
+
+    assert asyncio.run(main()) == [70]
