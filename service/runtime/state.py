@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
 from service.runtime.admission import Admission
 from service.runtime.batching import Batcher
 from service.runtime.config import Endpoint, Settings
-from service.runtime.engines import Engine, EngineFactory
+from service.runtime.engines import DeferredCompilation, Engine, EngineFactory
 from service.runtime.loading import load_model
 from service.runtime.metrics import Metrics, ModelMetrics
 from service.runtime.scheduler import EngineScheduler
@@ -86,6 +87,24 @@ class ServiceState:
             batcher.start()
             slot.engine, slot.task, slot.batcher, slot.status = engine, task, batcher, "ready"
             slot.metrics.ready.set(1)
+        await self._finish_compiling()
+
+    async def _finish_compiling(self) -> None:
+        """Compile the shapes the engines deferred to be ready sooner, one at a time, while the models serve."""
+        for slot in self.slots.values():
+            engine = slot.engine
+            if not isinstance(engine, DeferredCompilation):
+                continue
+            started = time.perf_counter()
+            try:
+                while await asyncio.to_thread(engine.compile_next):
+                    pass
+            except Exception:
+                logger.exception("model %s: compiling more shapes failed; it serves on those compiled",
+                                 slot.endpoint.name)
+                continue
+            logger.info("model %s: every shape compiled (%.1f s in the background)", slot.endpoint.name,
+                        time.perf_counter() - started)
 
     async def stop(self) -> None:
         """Stop every batcher, then the scheduler; the models are no longer ready."""

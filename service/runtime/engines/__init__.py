@@ -1,6 +1,6 @@
 """Inference engines: ONNX Runtime and DeepSparse behind one small protocol."""
 
-from service.runtime.engines.base import Engine, EngineOptions
+from service.runtime.engines.base import DeferredCompilation, Engine, EngineOptions
 from service.runtime.engines.registry import (
     ENGINES,
     EngineFactory,
@@ -11,6 +11,7 @@ from service.runtime.engines.registry import (
 
 __all__ = [
     "ENGINES",
+    "DeferredCompilation",
     "Engine",
     "EngineFactory",
     "EngineOptions",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,4 +40,13 @@ class Engine(Protocol):
 
     def info(self) -> dict[str, Any]:
         """Facts worth showing in /v1/models, e.g. threads or DeepSparse's fraction of supported ops."""
+        ...
+
+
+@runtime_checkable
+class DeferredCompilation(Protocol):
+    """An engine that serves before all of its shapes are compiled, and compiles the rest when asked."""
+
+    def compile_next(self) -> bool:
+        """Compile one more shape (blocking); returns whether more are pending."""
         ...

@@ -15,7 +15,12 @@ from service.runtime.card import load_card
 from service.runtime.engines import ENGINES, Engine, EngineOptions, choose_engine, load_engine, require_engine_package
 from service.runtime.engines import registry as engine_registry
 from service.runtime.engines.buckets import checked_buckets, default_sequence_buckets, fitting_bucket, pad_2d
-from service.runtime.engines.deepsparse_engine import deepsparse_support, import_deepsparse
+from service.runtime.engines.deepsparse_engine import (
+    DeepSparseEngine,
+    compile_order,
+    deepsparse_support,
+    import_deepsparse,
+)
 from service.runtime.errors import ConfigError, MissingPackage
 from service.runtime.tasks import build_task
 from service.runtime.tasks.encoding import load_tokenizer
@@ -138,3 +143,27 @@ def test_deepsparse_matches_onnxruntime_over_buckets(arch: str, request: pytest.
         assert got.shape == expected.shape
         assert (got.argmax(-1) == expected.argmax(-1)).all()
         np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_compile_order_starts_with_a_shape_that_runs_everything() -> None:
+    assert compile_order((1, 16), (32, 64, 128)) == [
+        (1, 128), (16, 128), (1, 32), (16, 32), (1, 64), (16, 64)
+    ]
+    assert compile_order((8,), (64,)) == [(8, 64)]
+
+
+@needs_deepsparse
+def test_deepsparse_serves_on_its_first_shape_and_compiles_the_rest_on_request(bert_dir: Path) -> None:
+    card = load_card(bert_dir)
+    options = EngineOptions(max_length=64, max_batch_size=4, threads=1)
+    deepsparse = DeepSparseEngine(bert_dir / card.files["deepsparse"], options)
+    onnxruntime = load_engine("onnxruntime", bert_dir, card, options)
+    batch = _batch(bert_dir, onnxruntime, TEXTS)  # 6 texts: more than the largest batch bucket
+    expected = onnxruntime.run(batch)[0]
+    assert deepsparse.info()["compiled_shapes"] == [[1, 64]]
+    np.testing.assert_allclose(deepsparse.run(batch)[0], expected, atol=1e-4)
+    pending = [deepsparse.compile_next() for _ in range(3)]
+    assert pending == [True, True, False]
+    assert deepsparse.info()["compiled_shapes"] == [[1, 32], [1, 64], [4, 32], [4, 64]]
+    assert deepsparse.compile_next() is False
+    np.testing.assert_allclose(deepsparse.run(batch)[0], expected, atol=1e-4)
