@@ -1,4 +1,5 @@
-"""DeepSparse engine: one compiled engine per (batch size, sequence length) bucket, inputs padded up to a bucket.
+"""DeepSparse engine: one compiled engine per (batch size, sequence length) bucket; a batch is padded up to a bucket
+or split over smaller ones, whichever their measured call costs make cheaper (shape_plan.py).
 
 DeepSparse compiles for static shapes, and `compile_model(..., input_shapes=...)` rewrites the ONNX file in place,
 so every compilation works on a private copy in a temporary directory (where an older export's attention mask is
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from service.runtime.engines.base import EngineOptions
-from service.runtime.engines.buckets import checked_buckets, default_sequence_buckets, fitting_bucket, pad_2d
+from service.runtime.engines.buckets import checked_buckets, default_sequence_buckets, pad_2d
+from service.runtime.engines.shape_plan import Shape, cheapest_plan
 from service.runtime.errors import MissingPackage
 from service.runtime.graph.attention_mask import simplify_attention_mask_file
 
 logger = logging.getLogger(__name__)
-Shape = tuple[int, int]  # (batch size, sequence length) of a compiled engine
 
 NOT_INSTALLED = "engine deepsparse needs the deepsparse package: pip install 'oberta[deepsparse]'"
 
@@ -70,6 +72,29 @@ def deepsparse_support() -> tuple[bool, str]:
     return True, f"deepsparse {deepsparse.__version__} supports this CPU (isa {arch.isa}, vnni {arch.vnni})"
 
 
+@dataclass
+class Compiled:
+    """An engine compiled for one shape and what one call of it costs: the fastest call seen (measured after
+    compiling, lowered by faster calls in service, as a busy machine only ever makes calls slower)."""
+
+    engine: Any
+    seconds: float
+
+
+def call_seconds(engine: Any, batch: int, length: int, calls: int = 5) -> float:
+    """The fastest of a few calls on a dummy batch of the engine's shape (after one to warm it up)."""
+    names = list(engine.input_names)
+    dummy = [np.zeros((batch, length), dtype=np.int64) if name == "token_type_ids" else
+             np.ones((batch, length), dtype=np.int64) for name in names]
+    engine.run(dummy)
+    timings = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        engine.run(dummy)
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
 def compile_order(batch_buckets: tuple[int, ...], sequence_buckets: tuple[int, ...]) -> list[Shape]:
     """The order shapes are compiled in: first the smallest batch at the longest sequence, which alone can run any
     batch (in chunks); then the largest batch at the longest sequence (throughput under load); then the shorter
@@ -103,9 +128,9 @@ class DeepSparseEngine:
         if simplify_attention_mask_file(self._copy):  # a file exported before the rewrite: same outputs, faster
             logger.info("%s: attention mask rewritten to [batch, 1, 1, key] for DeepSparse", self._copy.name)
         self._pending = compile_order(batch_buckets, sequence_buckets)
-        self._engines: dict[Shape, Any] = {}  # replaced, never changed in place: run() reads it without a lock
+        self._compiled: dict[Shape, Compiled] = {}  # replaced, never changed in place: run() reads it without a lock
         self.compile_next()  # the covering shape: with it alone, every batch can run
-        first = next(iter(self._engines.values()))
+        first = next(iter(self._compiled.values())).engine
         self._input_names: list[str] = list(first.input_names)
         self._cpu = f"{first.cpu_avx_type}{' vnni' if first.cpu_vnni else ''}"
 
@@ -118,9 +143,10 @@ class DeepSparseEngine:
             engine = self._deepsparse.compile_model(
                 str(self._copy), batch_size=batch, num_cores=self._threads, input_shapes=[[batch, length]]
             )
-            self._engines = {**self._engines, (batch, length): engine}
-            logger.debug("compiled %s for batch %d, sequence %d in %.1f s", self._copy.name, batch, length,
-                         time.perf_counter() - started)
+            compiled = Compiled(engine, call_seconds(engine, batch, length))
+            self._compiled = {**self._compiled, (batch, length): compiled}
+            logger.debug("compiled %s for batch %d, sequence %d in %.1f s; a call takes %.1f ms", self._copy.name,
+                         batch, length, time.perf_counter() - started, 1000 * compiled.seconds)
         if not self._pending:
             self._workdir.cleanup()
         return bool(self._pending)
@@ -133,23 +159,24 @@ class DeepSparseEngine:
     @property
     def fraction_of_supported_ops(self) -> float:
         """The smallest share of the network DeepSparse runs with its optimized kernels, over the compiled shapes."""
-        return float(min(engine.fraction_of_supported_ops for engine in self._engines.values()))
+        return float(min(compiled.engine.fraction_of_supported_ops for compiled in self._compiled.values()))
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Run one batch on the compiled shapes: the shortest sequence that holds it, chunks of the largest batch
-        compiled at that length, each padded up to the nearest compiled batch, sliced back."""
-        engines = self._engines
+        """Run one batch on the compiled shapes, padded up or split as their measured costs say is cheapest."""
+        compiled = self._compiled
         rows, length = inputs[self._input_names[0]].shape
-        sequence = fitting_bucket(tuple(sorted({shape[1] for shape in engines})), length)
-        batches = tuple(sorted(batch for batch, compiled in engines if compiled == sequence))
-        largest = batches[-1]
+        plan = cheapest_plan(rows, length, {shape: entry.seconds for shape, entry in compiled.items()})
         chunks: list[list[np.ndarray]] = []
-        for start in range(0, rows, largest):
-            count = min(largest, rows - start)
-            batch = fitting_bucket(batches, count)
-            padded = [pad_2d(inputs[name][start : start + count], batch, sequence) for name in self._input_names]
-            outputs = engines[batch, sequence].run(padded)
-            chunks.append([output[:count] for output in outputs])
+        start = 0
+        for chunk in plan:
+            batch, sequence = chunk.shape
+            part = [pad_2d(inputs[name][start : start + chunk.rows], batch, sequence) for name in self._input_names]
+            entry = compiled[chunk.shape]
+            started = time.perf_counter()
+            outputs = entry.engine.run(part)
+            entry.seconds = min(entry.seconds, time.perf_counter() - started)
+            chunks.append([output[: chunk.rows] for output in outputs])
+            start += chunk.rows
         if len(chunks) == 1:
             return chunks[0]
         return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
@@ -160,7 +187,9 @@ class DeepSparseEngine:
             "fraction_of_supported_ops": self.fraction_of_supported_ops,
             "batch_buckets": list(self._batch_buckets),
             "sequence_buckets": list(self._sequence_buckets),
-            "compiled_shapes": [list(shape) for shape in sorted(self._engines)],
+            "compiled_shapes": [list(shape) for shape in sorted(self._compiled)],
+            "call_ms": {f"{batch}x{length}": round(1000 * entry.seconds, 2)
+                        for (batch, length), entry in sorted(self._compiled.items())},
             "num_cores": self._threads or "all",
             "cpu": self._cpu,
         }
