@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 ItemOutputs = list[np.ndarray]  # one item's row of every engine output
 Collate = Callable[[Sequence[Any]], dict[str, np.ndarray]]
 RunEngine = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
+ItemTokens = Callable[[Any], int]
 
 
 class BatchError(EngineFailed):
@@ -62,9 +63,13 @@ class Batcher:
         scheduler: EngineScheduler,
         max_batch_size: int = 16,
         max_wait_ms: float = 5.0,
+        max_batch_tokens: int | None = None,
+        item_tokens: ItemTokens | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if max_batch_tokens is not None and item_tokens is None:
+            raise ValueError("max_batch_tokens needs item_tokens to count an item's tokens")
         self.name = name
         self._collate = collate
         self._run_engine = run
@@ -72,6 +77,8 @@ class Batcher:
         self._scheduler = scheduler
         self._max_batch_size = max_batch_size
         self._max_wait = max_wait_ms / 1000
+        self._max_batch_tokens = max_batch_tokens
+        self._item_tokens = item_tokens
         self._jobs: deque[_Job] = deque()  # the first may have items in earlier batches already
         self._waiting = 0  # items in self._jobs not yet taken
         self._running: list[_Job] = []
@@ -144,15 +151,33 @@ class Batcher:
             if job.finished == len(job.items):
                 job.future.set_result(job.results)
 
+    def _fitting(self, job: _Job, batch: list[tuple[_Job, int]], longest: int) -> tuple[int, int]:
+        """How many of the job's next items join the batch, within max_batch_size and the token budget (the batch
+        padded to its longest item), and the batch's longest item then; the first item of a batch always joins."""
+        room = min(self._max_batch_size - len(batch), len(job.items) - job.taken)
+        if self._max_batch_tokens is None or self._item_tokens is None:
+            return room, longest
+        count = 0
+        while count < room:
+            tokens = max(longest, self._item_tokens(job.items[job.taken + count]))
+            if (batch or count) and (len(batch) + count + 1) * tokens > self._max_batch_tokens:
+                break
+            longest, count = tokens, count + 1
+        return count, longest
+
     def _take(self) -> list[tuple[_Job, int]]:
-        """Move waiting items into a batch, at most max_batch_size; drop those of requests that went away."""
+        """Move waiting items into a batch, at most max_batch_size items and max_batch_tokens padded tokens; drop
+        those of requests that went away."""
         batch: list[tuple[_Job, int]] = []
+        longest = 0
         while self._jobs and len(batch) < self._max_batch_size:
             job = self._jobs[0]
             if job.future.done():  # cancelled, e.g. the client disconnected
                 count = len(job.items) - job.taken
             else:
-                count = min(self._max_batch_size - len(batch), len(job.items) - job.taken)
+                count, longest = self._fitting(job, batch, longest)
+                if count == 0:  # the token budget is spent: the rest waits for the next batch
+                    break
                 if job.taken == 0:
                     self._metrics.observe_stage("queue", time.monotonic() - job.enqueued)
                 batch.extend((job, index) for index in range(job.taken, job.taken + count))

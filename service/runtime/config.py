@@ -159,6 +159,13 @@ class EndpointConfig(BaseModel):
         default=5.0, ge=0, description="once the engine is free, longest time a batch gathered while it was busy waits "
         "for others to fill it (an input arriving at an idle engine runs at once)"
     )
+    max_batch_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="most tokens per engine call, counted as the batch padded to its longest item (as "
+        "text-embeddings-inference's --max-batch-tokens), so a long input does not make many short ones pad up to "
+        "it; an item longer than the budget runs alone; default: no limit besides max_batch_size",
+    )
     max_inputs_per_request: int = Field(
         default=64, ge=1, description="most inputs in one request; more are refused with 413"
     )

@@ -83,6 +83,8 @@ class ServiceState:
                 self.scheduler,
                 max_batch_size=endpoint.config.max_batch_size,
                 max_wait_ms=endpoint.config.max_wait_ms,
+                max_batch_tokens=endpoint.config.max_batch_tokens,
+                item_tokens=task.tokens,
             )
             batcher.start()
             slot.engine, slot.task, slot.batcher, slot.status = engine, task, batcher, "ready"

@@ -33,6 +33,10 @@ class Task(Protocol):
         """Validate and tokenize request inputs into one item each; raises InputError."""
         ...
 
+    def tokens(self, item: Any) -> int:
+        """The item's length in tokens (its engine row before padding)."""
+        ...
+
     def collate(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
         """Pad items to the longest into int64 arrays keyed by engine input name."""
         ...

@@ -201,6 +201,10 @@ class QuestionAnswering:
             for encoding in encodings
         ]
 
+    def tokens(self, item: Window) -> int:
+        """The window's length in tokens."""
+        return len(item.encoding.ids)
+
     def collate(self, items: Sequence[Window]) -> dict[str, np.ndarray]:
         """Pad a batch of windows to its longest."""
         return collate_encodings([item.encoding for item in items], self._input_names, self._pad_id)

@@ -55,6 +55,10 @@ class TextClassification:
         texts = [_check_input(index, value) for index, value in enumerate(inputs)]
         return encode(self._tokenizer, texts, self._max_length)
 
+    def tokens(self, item: Encoding) -> int:
+        """The text's length in tokens."""
+        return len(item.ids)
+
     def collate(self, items: Sequence[Encoding]) -> dict[str, np.ndarray]:
         """Pad a batch of encodings to its longest."""
         return collate_encodings(items, self._input_names, self._pad_id)

@@ -128,6 +128,10 @@ class TokenClassification:
             items.append(Words(text, spans, encoding, first_tokens(encoding, spans)))
         return items
 
+    def tokens(self, item: Words) -> int:
+        """The text's length in tokens."""
+        return len(item.encoding.ids)
+
     def collate(self, items: Sequence[Words]) -> dict[str, np.ndarray]:
         """Pad a batch of encodings to its longest."""
         return collate_encodings([item.encoding for item in items], self._input_names, self._pad_id)

@@ -228,3 +228,31 @@ def test_requests_arriving_while_the_engine_is_busy_share_one_engine_call(bert_d
     metrics = app.state.service.metrics.registry
     assert metrics.get_sample_value("oberta_batch_size_count", {"model": "tiny"}) == 2
     assert metrics.get_sample_value("oberta_batch_size_sum", {"model": "tiny"}) == 9
+
+
+def test_max_batch_tokens_splits_a_batch_by_its_padded_tokens(bert_dir: Path, tmp_path: Path) -> None:
+    factory = RecordingFactory()
+    endpoint = {"model_dir": str(bert_dir), "engine": "onnxruntime", "max_batch_size": 8, "max_wait_ms": 2000,
+                "max_batch_tokens": 40}
+    app = make_app(tmp_path, [endpoint], factory)
+    long_text = " ".join(["word"] * 30)  # over 30 tokens: with any other text the batch would pass 40
+
+    async def main() -> list[httpx.Response]:
+        async with serving(app) as client:
+            engine = factory.engines[0]
+            engine.calls.clear()
+            engine.gate.clear()
+            first = asyncio.create_task(client.post("/v1/models/tiny/predict", json={"inputs": ["hold"]}))
+            await wait_until_async(lambda: engine.calls == [1], "the first request to enter the engine", 10)
+            rest = asyncio.create_task(
+                client.post("/v1/models/tiny/predict", json={"inputs": ["short", "text", long_text, "short"]})
+            )
+            registry = app.state.service.metrics.registry
+            await wait_until_async(lambda: registry.get_sample_value("oberta_queue_depth", {"model": "tiny"}) == 4,
+                                   "4 items waiting for the engine", 10)
+            engine.gate.set()
+            return [await first, await rest]
+
+    responses = asyncio.run(main())
+    assert [response.status_code for response in responses] == [200, 200]
+    assert factory.engines[0].calls == [1, 2, 1, 1]  # the long text runs alone

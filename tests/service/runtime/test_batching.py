@@ -344,3 +344,32 @@ def test_a_failing_lane_does_not_stop_the_scheduler() -> None:
             return result
 
     assert asyncio.run(main()) == [70]
+
+
+def test_the_token_budget_keeps_a_long_item_from_padding_short_ones() -> None:
+    engine, metrics = FakeEngine(), Metrics()  # an item's value is its length in tokens
+
+    async def main() -> list[int]:
+        async with _scheduler() as scheduler:
+            batcher = Batcher("m", engine.collate, engine.run, metrics.model("m"), scheduler, max_batch_size=8,
+                              max_wait_ms=0, max_batch_tokens=12, item_tokens=lambda item: int(item))
+            batcher.start()
+            engine.release.clear()
+            first = asyncio.ensure_future(batcher.submit([1]))
+            await engine.wait_entered()  # the engine is busy: the next request's items gather meanwhile
+            second = asyncio.ensure_future(batcher.submit([2, 2, 2, 30, 2, 2]))
+            await _queued(metrics, 6)
+            engine.release.set()
+            await first
+            result = _values(await second)
+            await batcher.stop()
+            return result
+
+    assert asyncio.run(main()) == [20, 20, 20, 300, 20, 20]
+    assert engine.batches == [[1], [2, 2, 2], [30], [2, 2]]  # 3 x 2 tokens fit 12; 30 runs alone (over the budget)
+
+
+def test_max_batch_tokens_needs_a_token_count() -> None:
+    engine, metrics = FakeEngine(), Metrics()
+    with pytest.raises(ValueError, match="needs item_tokens"):
+        Batcher("m", engine.collate, engine.run, metrics.model("m"), EngineScheduler(), max_batch_tokens=10)
