@@ -149,7 +149,13 @@ class DeepSparseEngine:
                          batch, length, time.perf_counter() - started, 1000 * compiled.seconds)
         if not self._pending:
             self._workdir.cleanup()
+            self._remeasure()
         return bool(self._pending)
+
+    def _remeasure(self) -> None:
+        """Measure every shape's call once more, now that no compilation competes for the cores."""
+        for (batch, length), entry in self._compiled.items():
+            entry.seconds = min(entry.seconds, call_seconds(entry.engine, batch, length))
 
     @property
     def input_names(self) -> list[str]:

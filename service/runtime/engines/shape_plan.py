@@ -38,11 +38,21 @@ def _cover(rows: int, costs: Mapping[int, float]) -> tuple[float, list[int]]:
     return best[rows], sorted(sizes, reverse=True)
 
 
+def consistent(costs: Mapping[Shape, float]) -> dict[Shape, float]:
+    """Costs where a shorter sequence never costs more than a longer one at the same batch size: a measurement that a
+    busy machine inflated is capped by the longer shape's."""
+    return {
+        (batch, sequence): min(cost for (other, longer), cost in costs.items() if other == batch and longer >= sequence)
+        for batch, sequence in costs
+    }
+
+
 def cheapest_plan(rows: int, length: int, costs: Mapping[Shape, float]) -> list[Chunk]:
     """The cheapest chunks to run `rows` inputs of `length` tokens on the shapes in `costs` (seconds per call).
 
     Raises ValueError when no compiled sequence length holds `length`.
     """
+    costs = consistent(costs)
     sequences = sorted({sequence for _, sequence in costs if sequence >= length})
     if not sequences:
         longest = max((sequence for _, sequence in costs), default=0)
