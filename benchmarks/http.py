@@ -35,7 +35,7 @@ from benchmarks.http_load import Input, Protocol, inference_path, post_requests,
 from benchmarks.report import machine
 from service.runtime.card import load_card
 from service.runtime.config import Endpoint, EndpointConfig, Settings
-from service.runtime.engines import load_engine
+from service.runtime.engines import DeferredCompilation, load_engine
 from service.runtime.errors import ConfigError
 from service.runtime.loading import load_model
 from service.runtime.tasks import task_spec
@@ -129,11 +129,15 @@ def endpoint_entry(config: HttpBenchConfig, model_dir: Path, name: str | None = 
 def started_server(
     endpoints: list[dict[str, Any]], config: HttpBenchConfig, workdir: Path, exit_codes: list[int]
 ) -> Iterator[str]:
-    """`oberta serve` for the endpoints on a free loopback port until the block ends; appends its exit code."""
+    """`oberta serve` for the endpoints on a free loopback port until the block ends; appends its exit code.
+
+    The block starts once the server is ready and every engine has compiled all its shapes (a DeepSparse model serves
+    on its first shape while the others compile in the background; the benchmark measures the settled server).
+    """
     serve_config = workdir / "serve.yaml"
     serve_config.write_text(yaml.safe_dump({"endpoints": endpoints}))
     port = _free_port()
-    env = {**os.environ, "NM_DISABLE_ANALYTICS": "1"}
+    env = dict(os.environ)
     if config.threads:
         env["OBERTA_THREADS"] = str(config.threads)
     command = [sys.executable, "-m", "oberta.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -144,7 +148,7 @@ def started_server(
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
-        while not _ready(url, config.api_key):
+        while not _settled(url, config.api_key):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not become ready; its log:\n{log_path.read_text()[-4000:]}")
             time.sleep(0.2)
@@ -163,11 +167,21 @@ def headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def _ready(url: str, api_key: str | None) -> bool:
+def _settled(url: str, api_key: str | None) -> bool:
+    """Ready, and every engine has compiled all its shapes."""
     try:
-        return httpx.get(f"{url}/health/ready", headers=headers(api_key), timeout=5).status_code == 200
+        if httpx.get(f"{url}/health/ready", headers=headers(api_key), timeout=5).status_code != 200:
+            return False
+        models = httpx.get(f"{url}/v1/models", headers=headers(api_key), timeout=5).json()["models"]
     except httpx.TransportError:
         return False
+    return all(fully_compiled(model["engine_info"]) for model in models)
+
+
+def fully_compiled(engine_info: dict[str, Any]) -> bool:
+    """Whether an engine has compiled every shape it will (engines that compile nothing ahead always have)."""
+    shapes = engine_info.get("compiled_shapes")
+    return shapes is None or len(shapes) == len(engine_info["batch_buckets"]) * len(engine_info["sequence_buckets"])
 
 
 def served_model(url: str, name: str, api_key: str | None) -> dict[str, Any]:
@@ -190,6 +204,9 @@ def engine_items_per_second(
     config = EndpointConfig(model_dir=model_dir, engine=engine, max_batch_size=batch_size)  # type: ignore[arg-type]
     endpoint = Endpoint(card.name, model_dir, card, config)
     loaded, task = load_model(endpoint, Settings(threads=threads), load_engine)
+    if isinstance(loaded, DeferredCompilation):  # measure on every shape, as the settled server runs
+        while loaded.compile_next():
+            pass
     items = task.preprocess(list(texts))
     batches = [task.collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
     batches = [batch for batch in batches if len(next(iter(batch.values()))) == batch_size] or batches
