@@ -24,19 +24,18 @@ def normalise(text: str) -> str:
 
 
 class ContainmentIndex:
-    """Distinct normalised texts, with the texts each token occurs in."""
+    """Distinct normalised texts, with the texts each token occurs in; it is given and asked normalised texts."""
 
     def __init__(self, texts: Iterable[str]) -> None:
-        self.texts = list(dict.fromkeys(normalise(text) for text in texts))
+        self.texts = list(dict.fromkeys(texts))
         postings: defaultdict[str, list[int]] = defaultdict(list)
         for number, text in enumerate(self.texts):
             for token in set(text.split()):
                 postings[token].append(number)
         self._postings = dict(postings)
 
-    def holds(self, text: str, *, strictly: bool = False) -> bool:
-        """Whether an indexed text contains ``text``; ``strictly``: a text other than ``text`` itself."""
-        needle = normalise(text)
+    def holds(self, needle: str, *, strictly: bool = False) -> bool:
+        """Whether an indexed text contains the (normalised) needle; ``strictly``: a text other than the needle."""
         candidates = [self._postings.get(token, []) for token in set(needle.split())]
         rarest = min(candidates, key=len, default=[])
         return any(needle in self.texts[n] and not (strictly and self.texts[n] == needle) for n in rarest)

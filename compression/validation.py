@@ -67,23 +67,26 @@ def hold_out_sentences(examples: list[Example], fraction: float, seed: int) -> H
         raise ConfigError("validation fraction must be between 0 and 1")
     if any(e.text_pair is not None for e in examples):
         raise ConfigError("the sentences split is for single texts; sentence pairs use --validation-split random")
-    index = ContainmentIndex(e.text for e in examples)
+    forms = [normalise(e.text) for e in examples]
+    index = ContainmentIndex(forms)
     sentences = [text for text in index.texts if not index.holds(text, strictly=True)]
     held = set(random.Random(seed).sample(sentences, max(1, round(len(sentences) * fraction))))
     held_index = ContainmentIndex(held)
-    validation = [e for e in examples if normalise(e.text) in held]
-    train = [e for e in examples if not held_index.holds(e.text)]
+    validation = [e for e, form in zip(examples, forms, strict=True) if form in held]
+    train = [e for e, form in zip(examples, forms, strict=True) if not held_index.holds(form)]
     return Holdout(train, validation, len(sentences), len(examples) - len(train) - len(validation))
 
 
 def count_overlaps(train: Sequence[Sequence[str]], validation: Sequence[Sequence[str]]) -> tuple[int, int]:
     """(validation examples with a text inside a training text, training examples with one inside a validation
     text); each example is given as its texts, e.g. both sides of a pair."""
-    train_index = ContainmentIndex(text for texts in train for text in texts)
-    validation_index = ContainmentIndex(text for texts in validation for text in texts)
+    train_forms = [[normalise(text) for text in texts] for texts in train]
+    validation_forms = [[normalise(text) for text in texts] for texts in validation]
+    train_index = ContainmentIndex(form for forms in train_forms for form in forms)
+    validation_index = ContainmentIndex(form for forms in validation_forms for form in forms)
     return (
-        sum(any(train_index.holds(text) for text in texts) for texts in validation),
-        sum(any(validation_index.holds(text) for text in texts) for texts in train),
+        sum(any(train_index.holds(form) for form in forms) for forms in validation_forms),
+        sum(any(validation_index.holds(form) for form in forms) for forms in train_forms),
     )
 
 
