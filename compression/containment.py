@@ -5,8 +5,8 @@ own) joined by single spaces, with a space at either end: ``"It's  GOOD."`` beco
 is inside text B when A's normalised form is a substring of B's, so containment is whole tokens only ("fun" is not
 inside "funny"), and raw and pre-tokenized text (SST-2's "it 's") compare alike within one file.
 
-An index looks a text up only among the indexed texts holding its rarest token, so a file of 67k phrases is checked
-against itself in seconds rather than the hours of comparing every pair.
+An index looks a text up only among the indexed texts holding its rarest token instead of comparing every pair:
+finding SST-2's sentences (each of its 67k phrases looked up among all of them) takes about half a second.
 """
 
 from __future__ import annotations
