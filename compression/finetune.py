@@ -76,6 +76,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         "train_examples": len(data.train),
         "train_features": len(train_features),
         "validation_examples": len(data.validation),
+        "validation": data.record.model_dump(mode="json", exclude_none=True),
         "validation_metrics": {k.removeprefix("eval_"): v for k, v in metrics.items()},
         "settings": {"model": config.model, "output_dir": config.output_dir, "threads": config.threads,
                      **loop.model_dump(mode="json")},

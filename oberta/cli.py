@@ -17,13 +17,22 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -> None:
+    from compression.validation import SPLITS
+
     add_task_argument(parser)
     group = parser.add_argument_group("data")
     group.add_argument("--train-file", required=True,
                        help="training data: .tsv, .csv or .jsonl (text classification), SQuAD .json (question "
                        "answering) or CoNLL .txt (token classification); optionally .gz")
     group.add_argument("--validation-file", help="validation data; default: carve --validation-fraction from train")
-    group.add_argument("--validation-fraction", type=float, default=0.05, help="share of train held out (default 0.05)")
+    group.add_argument("--validation-split", choices=SPLITS,
+                       help="how text classification carves validation from train: 'sentences' holds out whole "
+                       "sentences (texts inside no other text) and drops every text inside one from training, so no "
+                       "validation text is a phrase of a training text (SST-2); 'random' draws examples. Default: "
+                       "sentences for single texts, random for pairs. Overlaps are counted and recorded either way")
+    group.add_argument("--validation-fraction", type=float, default=0.05,
+                       help="share of train held out: of its sentences for the sentences split, of its "
+                       "examples otherwise (QA: articles; default 0.05)")
     group.add_argument("--seed", type=int, default=42, help="seed of the validation split and training (default 42)")
     group.add_argument("--text-column", help="text column (default: detected, e.g. sentence, text, sentence1)")
     group.add_argument("--text-pair-column", help="second text column for pairs (default: detected, e.g. sentence2)")
@@ -45,6 +54,7 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         train_file=args.train_file,
         task=args.task,
         validation_file=args.validation_file,
+        validation_split=args.validation_split,
         validation_fraction=args.validation_fraction,
         seed=args.seed,
         text_column=args.text_column,

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from compression.validation import ValidationRecord
 from service.runtime.errors import ConfigError, MissingFile
 
 TRAINED = "trained"
@@ -25,6 +26,7 @@ class BuildRecord(BaseModel):
     model: str
     teacher: str | None
     data: dict[str, Any]
+    validation: ValidationRecord  # how validation was made and its overlap counts with training
     train_examples: int
     train_features: int
     pruning_history: list[dict[str, Any]]

@@ -100,6 +100,7 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         model=config.model,
         teacher=teacher_path,
         data=asdict(plan.data),
+        validation=prepared.data.record,
         train_examples=len(prepared.data.train),
         train_features=len(prepared.train),
         pruning_history=callback.history,

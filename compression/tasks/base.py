@@ -12,6 +12,7 @@ from transformers import EvalPrediction, PreTrainedModel, PreTrainedTokenizerBas
 
 from compression.base_models import loading_from
 from compression.training_loop import DEFAULT_MAX_LENGTH
+from compression.validation import Split, ValidationRecord
 from service.runtime.errors import ConfigError
 from service.runtime.tasks import DEFAULT_TASK, TaskSpec
 
@@ -21,11 +22,16 @@ Rows = Sequence[Sequence[np.ndarray]]  # per feature, its row of every model out
 
 @dataclass
 class DataConfig:
-    """Where the examples come from, how validation is carved and how examples become features."""
+    """Where the examples come from, how validation is carved and how examples become features.
+
+    ``validation_split`` is how text classification carves validation without a validation file (`sentences` or
+    `random`); None is its default: sentences for single texts, random for pairs.
+    """
 
     train_file: str
     task: str = DEFAULT_TASK
     validation_file: str | None = None
+    validation_split: Split | None = None
     validation_fraction: float = 0.05
     seed: int = 42
     text_column: str | None = None
@@ -40,10 +46,11 @@ class DataConfig:
 
 @dataclass
 class PreparedData:
-    """Train and validation examples with the label order (empty for question answering)."""
+    """Train and validation examples, how validation was made, and the label order (empty for question answering)."""
 
     train: list[Any]
     validation: list[Any]
+    record: ValidationRecord
     labels: list[str]
     display_labels: list[str] = field(default_factory=list)
 

@@ -37,7 +37,8 @@ from compression.tasks.base import (
     pick_inputs,
 )
 from compression.tasks.squad_metric import squad_scores
-from service.runtime.errors import MissingFile
+from compression.validation import ValidationRecord
+from service.runtime.errors import ConfigError, MissingFile
 from service.runtime.tasks.question_answering import (
     SPEC,
     QuestionAnsweringSettings,
@@ -146,20 +147,26 @@ class QuestionAnsweringTask(SpecTask):
     spec = SPEC
 
     def prepare(self, config: DataConfig) -> PreparedData:
-        """Load questions; carve validation by article unless a validation file is given."""
+        """Load questions; carve validation by article unless a validation file is given (overlaps are not counted:
+        no article is in both splits)."""
         if config.label_names or config.round_labels:
             raise ValueError("--label-names and --round-labels are for text classification")
+        if config.validation_split:
+            raise ConfigError("--validation-split is for text classification; questions are carved by article")
         articles = load_squad(config.train_file)
         if config.validation_file:
             train = [e for article in articles for e in article]
             validation = [e for article in load_squad(config.validation_file) for e in article]
+            record = ValidationRecord(method="file", file=config.validation_file)
         else:
             train_articles, validation_articles = split_validation(articles, config.validation_fraction, config.seed)
             train = [e for article in train_articles for e in article]
             validation = [e for article in validation_articles for e in article]
+            record = ValidationRecord(method="articles", fraction=config.validation_fraction, seed=config.seed,
+                                      file=config.train_file)
         if config.max_train_examples is not None:
             train = train[: config.max_train_examples]
-        return PreparedData(train, validation, labels=[])
+        return PreparedData(train, validation, record, labels=[])
 
     def new_model(self, base: str, data: PreparedData) -> PreTrainedModel:
         """A span-prediction head on the base encoder."""

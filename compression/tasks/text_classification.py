@@ -30,6 +30,8 @@ from compression.tasks.base import (
     load_trained,
     new_head,
 )
+from compression.validation import ValidationRecord, counted, hold_out_sentences
+from service.runtime.errors import ConfigError
 from service.runtime.tasks.text_classification import SPEC
 
 
@@ -40,6 +42,31 @@ def round_label(example: Example) -> Example:
     except ValueError as exc:
         raise ValueError(f"label {example.label!r} is not a number, so it cannot be rounded") from exc
     return replace(example, label=str(math.floor(value + 0.5)))
+
+
+def carve(examples: list[Example], config: DataConfig) -> tuple[list[Example], list[Example], ValidationRecord]:
+    """Train and validation examples, and how validation was made: the validation file, else the configured split
+    of the training file (default: sentences for single texts, random for pairs)."""
+    if config.validation_file:
+        if config.validation_split:
+            raise ConfigError("--validation-split carves validation from the training file: not with --validation-file")
+        columns = (config.text_column, config.text_pair_column, config.label_column)
+        validation = load_examples(config.validation_file, *columns)
+        return examples, validation, ValidationRecord(method="file", file=config.validation_file)
+    pairs = any(e.text_pair is not None for e in examples)
+    split = config.validation_split or ("random" if pairs else "sentences")
+    record = ValidationRecord(method=split, fraction=config.validation_fraction, seed=config.seed,
+                              file=config.train_file)
+    if split == "random":
+        return *split_validation(examples, config.validation_fraction, config.seed), record
+    holdout = hold_out_sentences(examples, config.validation_fraction, config.seed)
+    record = record.model_copy(update={"sentences": holdout.sentences, "dropped_from_train": holdout.dropped})
+    return holdout.train, holdout.validation, record
+
+
+def texts(example: Example) -> tuple[str, ...]:
+    """The example's text, or both sides of its pair."""
+    return (example.text,) if example.text_pair is None else (example.text, example.text_pair)
 
 
 def encode_examples(
@@ -79,22 +106,21 @@ class TextClassificationTask(SpecTask):
     spec = SPEC
 
     def prepare(self, config: DataConfig) -> PreparedData:
-        """Load the training file, carve or load validation, and fix the label order."""
+        """Load the training file, carve or load validation, count its overlaps with training, fix the label order."""
         columns = (config.text_column, config.text_pair_column, config.label_column)
-        examples = load_examples(config.train_file, *columns)
-        if config.validation_file:
-            train, validation = examples, load_examples(config.validation_file, *columns)
-        else:
-            train, validation = split_validation(examples, config.validation_fraction, config.seed)
+        train, validation, record = carve(load_examples(config.train_file, *columns), config)
         if config.max_train_examples is not None:
             train = train[: config.max_train_examples]
+        pairs = any(e.text_pair is not None for e in train + validation)
+        record = counted(record, [texts(e) for e in train], [texts(e) for e in validation],
+                         "each side of a pair" if pairs else "texts")
         if config.round_labels:
             train, validation = [round_label(e) for e in train], [round_label(e) for e in validation]
         labels = label_names(train + validation)
         display = config.label_names or labels
         if len(display) != len(labels):
             raise ValueError(f"--label-names gives {len(display)} names for {len(labels)} labels {labels}")
-        return PreparedData(train, validation, labels, list(display))
+        return PreparedData(train, validation, record, labels, list(display))
 
     def new_model(self, base: str, data: PreparedData) -> PreTrainedModel:
         """A sequence classifier with label names from the data."""

@@ -35,7 +35,8 @@ from compression.tasks.base import (
     pick_inputs,
 )
 from compression.tasks.entity_metric import entity_scores
-from service.runtime.errors import MissingFile
+from compression.validation import ValidationRecord, counted
+from service.runtime.errors import ConfigError, MissingFile
 from service.runtime.tasks.token_classification import SPEC, check_tags, first_tokens, word_spans
 
 IGNORED = -100
@@ -129,18 +130,24 @@ class TokenClassificationTask(SpecTask):
     spec = SPEC
 
     def prepare(self, config: DataConfig) -> PreparedData:
-        """Load sentences, carve or load validation, and order the tags."""
+        """Load sentences, carve (at random) or load validation, count its overlaps with training, order the tags."""
         if config.label_names or config.round_labels:
             raise ValueError("--label-names and --round-labels are for text classification")
+        if config.validation_split:
+            raise ConfigError("--validation-split is for text classification; CoNLL sentences are carved at random")
         sentences = load_conll(config.train_file)
         if config.validation_file:
             train, validation = sentences, load_conll(config.validation_file)
+            record = ValidationRecord(method="file", file=config.validation_file)
         else:
             train, validation = split_validation(sentences, config.validation_fraction, config.seed)
+            record = ValidationRecord(method="random", fraction=config.validation_fraction, seed=config.seed,
+                                      file=config.train_file)
         if config.max_train_examples is not None:
             train = train[: config.max_train_examples]
+        record = counted(record, [(s.text,) for s in train], [(s.text,) for s in validation], "sentences")
         labels = tag_order(train + validation)
-        return PreparedData(train, validation, labels, labels)
+        return PreparedData(train, validation, record, labels, labels)
 
     def new_model(self, base: str, data: PreparedData) -> PreTrainedModel:
         """A per-token classifier over the tags."""

@@ -180,6 +180,7 @@ def test_a_command_line_override_is_logged_recorded_and_leaves_the_config_alone(
     assert card.build["data"]["max_length"] == 24
     record = BuildRecord.model_validate(card.build)  # the card's build is the typed record, dumped
     assert record.file_megabytes and record.quantization and record.opset
+    assert (record.validation.method, record.validation.validation_in_train) == ("sentences", 0)
     result = json.loads((tmp_path / "run" / "training_result.json").read_text())
     assert result["build"]["overrides"] == {"training.max_length": 24}
 

@@ -43,3 +43,5 @@ def test_options_of_other_tasks_are_refused() -> None:
     for task, path in (("question-answering", "squad_tiny.json"), ("token-classification", "conll_tiny.txt")):
         with pytest.raises(ValueError, match="for text classification"):
             task_for(task).prepare(DataConfig(str(FIXTURES / path), task=task, round_labels=True))
+        with pytest.raises(ValueError, match="--validation-split is for text classification"):
+            task_for(task).prepare(DataConfig(str(FIXTURES / path), task=task, validation_split="random"))

@@ -68,6 +68,7 @@ def test_question_answering_finetune_export_and_compress(qa_base: Path, tmp_path
     info = json.loads((run / "final" / "oberta_training.json").read_text())
     assert info["task"] == "question-answering" and info["train_features"] > info["train_examples"]
     assert {"exact_match", "f1"} <= set(info["validation_metrics"])
+    assert info["validation"] == {"method": "articles", "fraction": 0.34, "seed": 42, "file": squad}  # not counted
 
     wrong = ["export", "--model", str(run / "final"), "--output", str(tmp_path / "wrong"), "--name", "x"]
     assert main(wrong) == 2  # a question-answering checkpoint exported as a classifier is refused
@@ -115,6 +116,8 @@ def test_token_classification_finetune_and_compress(ner_base: Path, tmp_path: Pa
     info = json.loads((run / "final" / "oberta_training.json").read_text())
     assert info["labels"] == ["O", "B-LOC", "I-LOC", "B-ORG", "B-PER", "I-PER"]
     assert {"precision", "recall", "f1"} <= set(info["validation_metrics"])
+    assert info["validation"] == {"method": "random", "fraction": 0.34, "seed": 42, "file": conll,
+                                  "counted_on": "sentences", "validation_in_train": 0, "train_in_validation": 0}
 
     data = DataConfig(conll, task="token-classification", validation_fraction=0.34)
     config = CompressConfig(recipe=tiny_recipe(), recipe_source="test", model=str(run / "final"),
@@ -122,6 +125,7 @@ def test_token_classification_finetune_and_compress(ner_base: Path, tmp_path: Pa
                             threads=1)
     card = compress(config)
     assert (card.task, card.labels, card.task_settings) == ("token-classification", info["labels"], {})
+    assert card.build["validation"] == info["validation"]
     for prefix in ("student_fp32", "teacher", "int8_onnxruntime_graph", "int8_deepsparse_graph", "fp32_onnx"):
         assert {f"{prefix}_{name}" for name in ("precision", "recall", "f1")} <= set(card.metrics)
     for name in card.files.values():
