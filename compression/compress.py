@@ -59,6 +59,7 @@ def export_trained(config: CompressConfig, settings: Plan, trained: Trained | No
         student = task_for(settings.data.task).load_model(str(output / TRAINED))
         prepared = prepare(settings.data, str(output / TRAINED), student)
         record = result.build.model_copy(update={
+            "validation": result.build.validation or prepared.data.record,
             "export_command": config.command,
             "export_overrides": settings.overrides or None,
             "recipe_settings": {**result.build.recipe_settings,

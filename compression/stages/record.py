@@ -26,7 +26,8 @@ class BuildRecord(BaseModel):
     model: str
     teacher: str | None
     data: dict[str, Any]
-    validation: ValidationRecord  # how validation was made and its overlap counts with training
+    validation: ValidationRecord | None = None  # how validation was made, its overlaps with training (None: a
+    # training result written before it was recorded; the export stage then records it from the data it prepares)
     train_examples: int
     train_features: int
     pruning_history: list[dict[str, Any]]

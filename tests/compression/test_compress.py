@@ -150,6 +150,20 @@ def test_training_and_export_run_as_separate_stages(dense_dir: Path, tmp_path: P
     assert card.build["pruning_history"] == result["build"]["pruning_history"]
     assert card.build["export_command"] == "oberta compress --stage export"
     assert card.sparsity == pytest.approx(0.8, abs=0.01)
+    assert card.build["validation"] == result["build"]["validation"]
+
+
+def test_an_older_training_result_without_a_validation_record_still_exports(dense_dir: Path, tmp_path: Path) -> None:
+    """A training result written before validation was recorded: the export stage records it from its own data."""
+    run = tmp_path / "older"
+    config = _config(tiny_recipe(), dense_dir, run)
+    compress(replace(config, stage="train"))
+    path = run / "training_result.json"
+    result = json.loads(path.read_text())
+    recorded = result["build"].pop("validation")
+    path.write_text(json.dumps(result))
+    card = compress(replace(config, stage="export"))
+    assert card is not None and card.build["validation"] == recorded
 
 
 def test_export_stage_needs_a_finished_training_stage(dense_dir: Path, tmp_path: Path) -> None:
@@ -180,6 +194,7 @@ def test_a_command_line_override_is_logged_recorded_and_leaves_the_config_alone(
     assert card.build["data"]["max_length"] == 24
     record = BuildRecord.model_validate(card.build)  # the card's build is the typed record, dumped
     assert record.file_megabytes and record.quantization and record.opset
+    assert record.validation is not None
     assert (record.validation.method, record.validation.validation_in_train) == ("sentences", 0)
     result = json.loads((tmp_path / "run" / "training_result.json").read_text())
     assert result["build"]["overrides"] == {"training.max_length": 24}
