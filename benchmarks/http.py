@@ -175,13 +175,12 @@ def _settled(url: str, api_key: str | None) -> bool:
         models = httpx.get(f"{url}/v1/models", headers=headers(api_key), timeout=5).json()["models"]
     except httpx.TransportError:
         return False
-    return all(fully_compiled(model["engine_info"]) for model in models)
+    return all(_fully_compiled(model["engine_info"]) for model in models)
 
 
-def fully_compiled(engine_info: dict[str, Any]) -> bool:
+def _fully_compiled(engine_info: dict[str, Any]) -> bool:
     """Whether an engine has compiled every shape it will (engines that compile nothing ahead always have)."""
-    shapes = engine_info.get("compiled_shapes")
-    return shapes is None or len(shapes) == len(engine_info["batch_buckets"]) * len(engine_info["sequence_buckets"])
+    return engine_info.get("shapes_pending", 0) == 0
 
 
 def served_model(url: str, name: str, api_key: str | None) -> dict[str, Any]:

@@ -194,6 +194,7 @@ class DeepSparseEngine:
             "batch_buckets": list(self._batch_buckets),
             "sequence_buckets": list(self._sequence_buckets),
             "compiled_shapes": [list(shape) for shape in sorted(self._compiled)],
+            "shapes_pending": len(self._pending),
             "call_ms": {f"{batch}x{length}": round(1000 * entry.seconds, 2)
                         for (batch, length), entry in sorted(self._compiled.items())},
             "num_cores": self._threads or "all",

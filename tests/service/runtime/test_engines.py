@@ -160,10 +160,11 @@ def test_deepsparse_serves_on_its_first_shape_and_compiles_the_rest_on_request(b
     onnxruntime = load_engine("onnxruntime", bert_dir, card, options)
     batch = _batch(bert_dir, onnxruntime, TEXTS)  # 6 texts: more than the largest batch bucket
     expected = onnxruntime.run(batch)[0]
-    assert deepsparse.info()["compiled_shapes"] == [[1, 64]]
+    assert (deepsparse.info()["compiled_shapes"], deepsparse.info()["shapes_pending"]) == ([[1, 64]], 3)
     np.testing.assert_allclose(deepsparse.run(batch)[0], expected, atol=1e-4)
     pending = [deepsparse.compile_next() for _ in range(3)]
     assert pending == [True, True, False]
     assert deepsparse.info()["compiled_shapes"] == [[1, 32], [1, 64], [4, 32], [4, 64]]
+    assert deepsparse.info()["shapes_pending"] == 0
     assert deepsparse.compile_next() is False
     np.testing.assert_allclose(deepsparse.run(batch)[0], expected, atol=1e-4)
