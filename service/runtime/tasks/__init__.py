@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 
 from service.runtime.errors import ConfigError
 from service.runtime.tasks import question_answering, text_classification, token_classification
-from service.runtime.tasks.base import InputError, PredictOptions, Task
+from service.runtime.tasks.base import PredictOptions, Task
 from service.runtime.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -36,4 +36,4 @@ def build_task(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: 
     """The serving processor of the card's task, over a configured tokenizer and the engine's input names."""
     return task_spec(card.task).build(card, tokenizer, pad_id, input_names)
 
-__all__ = ["DEFAULT_TASK", "TASKS", "InputError", "PredictOptions", "Task", "TaskSpec", "build_task", "task_spec"]
+__all__ = ["DEFAULT_TASK", "TASKS", "PredictOptions", "Task", "TaskSpec", "build_task", "task_spec"]

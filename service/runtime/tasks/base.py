@@ -8,10 +8,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from service.runtime.errors import BadInput
-
-InputError = BadInput  # a request input the task cannot serve; the message says which input and why
-
 
 @dataclass(frozen=True)
 class PredictOptions:
@@ -30,7 +26,7 @@ class Task(Protocol):
     """
 
     def preprocess(self, inputs: Sequence[object]) -> list[Any]:
-        """Validate and tokenize request inputs into one item each; raises InputError."""
+        """Validate and tokenize request inputs into one item each; raises BadInput."""
         ...
 
     def tokens(self, item: Any) -> int:

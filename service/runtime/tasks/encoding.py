@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from service.runtime.tasks.base import InputError
+from service.runtime.errors import BadInput
 
 PAD_TOKENS = ("[PAD]", "<pad>")
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -47,7 +47,7 @@ def encode(tokenizer: Tokenizer, texts: Sequence[TextInput], max_length: int) ->
         encodings = tokenizer.encode_batch(list(texts))
     for index, encoding in enumerate(encodings):
         if len(encoding.ids) > max_length:
-            raise InputError(
+            raise BadInput(
                 f"inputs[{index}] is {len(encoding.ids)} tokens long, more than the model's maximum of {max_length}"
             )
     return encodings

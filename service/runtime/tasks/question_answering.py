@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, with_config
 from tokenizers import Encoding, Tokenizer
 from typing_extensions import TypedDict
 
-from service.runtime.errors import ConfigError, ProtocolError
-from service.runtime.tasks.base import InputError, PredictOptions
+from service.runtime.errors import BadInput, ConfigError, ProtocolError
+from service.runtime.tasks.base import PredictOptions
 from service.runtime.tasks.encoding import check_input_names, collate_encodings
 from service.runtime.tasks.signature import Parameters, Signature, TensorSpec, numbers, strings
 from service.runtime.tasks.spec import TaskSpec
@@ -170,13 +170,13 @@ class Window:
 
 def _check_input(index: int, value: object) -> tuple[str, str]:
     if not isinstance(value, Mapping) or set(value) != {"question", "context"}:
-        raise InputError(f'inputs[{index}] must be a {{"question": str, "context": str}} object')
+        raise BadInput(f'inputs[{index}] must be a {{"question": str, "context": str}} object')
     for key in ("question", "context"):
         text = value[key]
         if not isinstance(text, str):
-            raise InputError(f"inputs[{index}].{key} must be a string")
+            raise BadInput(f"inputs[{index}].{key} must be a string")
         if not text.strip():
-            raise InputError(f"inputs[{index}].{key} is empty")
+            raise BadInput(f"inputs[{index}].{key} is empty")
     return value["question"], value["context"]
 
 
@@ -193,7 +193,7 @@ class QuestionAnswering:
         self._max_answer_length = settings.max_answer_length
 
     def preprocess(self, inputs: Sequence[object]) -> list[Window]:
-        """Validate {"question", "context"} objects and cut each into windows; raises InputError."""
+        """Validate {"question", "context"} objects and cut each into windows; raises BadInput."""
         pairs = [_check_input(index, value) for index, value in enumerate(inputs)]
         return [
             Window(index, context, encoding)

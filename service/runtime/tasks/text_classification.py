@@ -9,7 +9,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tokenizers import Encoding, Tokenizer
 
-from service.runtime.tasks.base import InputError, PredictOptions
+from service.runtime.errors import BadInput
+from service.runtime.tasks.base import PredictOptions
 from service.runtime.tasks.encoding import TextInput, check_input_names, collate_encodings, encode
 from service.runtime.tasks.signature import Answers, Signature, TensorSpec, numbers, strings
 from service.runtime.tasks.spec import TaskSpec
@@ -28,14 +29,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def _check_input(index: int, value: object) -> TextInput:
     if isinstance(value, str):
         if not value.strip():
-            raise InputError(f"inputs[{index}] is empty")
+            raise BadInput(f"inputs[{index}] is empty")
         return value
     if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(text, str) for text in value):
         for position, text in enumerate(value):
             if not text.strip():
-                raise InputError(f"inputs[{index}][{position}] is empty")
+                raise BadInput(f"inputs[{index}][{position}] is empty")
         return (value[0], value[1])
-    raise InputError(f"inputs[{index}] must be a string or a [text, text_pair] list of two strings")
+    raise BadInput(f"inputs[{index}] must be a string or a [text, text_pair] list of two strings")
 
 
 class TextClassification:
@@ -51,7 +52,7 @@ class TextClassification:
         self._max_length = max_length
 
     def preprocess(self, inputs: Sequence[object]) -> list[Encoding]:
-        """Validate texts and pairs and tokenize them; raises InputError naming the offending input."""
+        """Validate texts and pairs and tokenize them; raises BadInput naming the offending input."""
         texts = [_check_input(index, value) for index, value in enumerate(inputs)]
         return encode(self._tokenizer, texts, self._max_length)
 

@@ -23,8 +23,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tokenizers import Encoding, Tokenizer
 
-from service.runtime.errors import ConfigError
-from service.runtime.tasks.base import InputError, PredictOptions
+from service.runtime.errors import BadInput, ConfigError
+from service.runtime.tasks.base import PredictOptions
 from service.runtime.tasks.encoding import check_input_names, collate_encodings, encode
 from service.runtime.tasks.signature import Signature, TensorSpec, json_strings
 from service.runtime.tasks.spec import TaskSpec
@@ -100,9 +100,9 @@ class Words:
 
 def _check_input(index: int, value: object) -> str:
     if not isinstance(value, str):
-        raise InputError(f"inputs[{index}] must be a string")
+        raise BadInput(f"inputs[{index}] must be a string")
     if not value.strip():
-        raise InputError(f"inputs[{index}] is empty")
+        raise BadInput(f"inputs[{index}] is empty")
     return value
 
 
@@ -120,7 +120,7 @@ class TokenClassification:
         self._max_length = max_length
 
     def preprocess(self, inputs: Sequence[object]) -> list[Words]:
-        """Validate texts, tokenize them and find each word's first sub-token; raises InputError."""
+        """Validate texts, tokenize them and find each word's first sub-token; raises BadInput."""
         texts = [_check_input(index, value) for index, value in enumerate(inputs)]
         items = []
         for text, encoding in zip(texts, encode(self._tokenizer, texts, self._max_length), strict=True):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from tokenizers import Encoding, Tokenizer
 
-from service.runtime.tasks import InputError, PredictOptions
+from service.runtime.errors import BadInput
+from service.runtime.tasks import PredictOptions
 from service.runtime.tasks.question_answering import (
     QuestionAnswering,
     QuestionAnsweringSettings,
@@ -169,5 +170,5 @@ def test_max_answer_length_option_limits_the_span(tokenizer: Tokenizer) -> None:
     ],
 )
 def test_bad_inputs_are_named(tokenizer: Tokenizer, value: object, message: str) -> None:
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(BadInput, match=message):
         _task(tokenizer).preprocess([value])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from service.runtime.card import load_card
-from service.runtime.tasks import InputError, PredictOptions, build_task
+from service.runtime.errors import BadInput
+from service.runtime.tasks import PredictOptions, build_task
 from service.runtime.tasks.base import Task
 from service.runtime.tasks.encoding import Truncation, load_tokenizer
 from service.runtime.tasks.text_classification import softmax
@@ -35,14 +36,14 @@ def _task(model_dir: Path, truncation: Truncation = "truncate") -> Task:
     ],
 )
 def test_bad_inputs_are_named(bert_dir: Path, value: object, message: str) -> None:
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(BadInput, match=message):
         _task(bert_dir).preprocess(["fine", value])
 
 
 def test_long_inputs_are_truncated_or_rejected(bert_dir: Path) -> None:
     assert len(_task(bert_dir).preprocess([LONG_TEXT])[0].ids) == 64
     assert len(_task(bert_dir).preprocess([[LONG_TEXT, LONG_TEXT]])[0].ids) == 64
-    with pytest.raises(InputError, match=r"inputs\[1\] is 20\d tokens long, more than the model's maximum of 64"):
+    with pytest.raises(BadInput, match=r"inputs\[1\] is 20\d tokens long, more than the model's maximum of 64"):
         _task(bert_dir, "reject").preprocess(["short", LONG_TEXT])
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from service.runtime.tasks import InputError, PredictOptions
+from service.runtime.errors import BadInput
+from service.runtime.tasks import PredictOptions
 from service.runtime.tasks.token_classification import (
     TokenClassification,
     check_tags,
@@ -93,5 +94,5 @@ def test_postprocess_reads_first_sub_tokens_and_reports_character_offsets(tokeni
 
 @pytest.mark.parametrize(("value", "message"), [(["a", "b"], "must be a string"), ("  ", "is empty")])
 def test_bad_inputs_are_named(tokenizer: Tokenizer, value: object, message: str) -> None:
-    with pytest.raises(InputError, match=rf"inputs\[1\] {message}"):
+    with pytest.raises(BadInput, match=rf"inputs\[1\] {message}"):
         _task(tokenizer).preprocess(["fine", value])
