@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 from tokenizers import Tokenizer
 
 from service.runtime.errors import ConfigError
-from service.runtime.tasks import question_answering, text_classification, token_classification
+from service.runtime.tasks import (
+    question_answering,
+    sentence_embedding,
+    text_classification,
+    token_classification,
+)
 from service.runtime.tasks.base import PredictOptions, Task
 from service.runtime.tasks.spec import TaskSpec
 
@@ -20,7 +25,8 @@ if TYPE_CHECKING:
     from service.runtime.card import ModelCard
 
 TASKS: dict[str, TaskSpec] = {
-    module.SPEC.name: module.SPEC for module in (text_classification, question_answering, token_classification)
+    module.SPEC.name: module.SPEC
+    for module in (text_classification, question_answering, token_classification, sentence_embedding)
 }
 DEFAULT_TASK = text_classification.SPEC.name
 

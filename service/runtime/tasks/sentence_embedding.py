@@ -1,0 +1,129 @@
+"""Sentence embedding: a text in, one vector out (pooled and, as the model defines, normalised inside the graph).
+
+The exported graph ends in the pooling of the base model's sentence-transformers configuration (mean of the token
+states over the attention mask, the [CLS] state, or the maximum) and, where that configuration normalises, the L2
+normalisation: its output `sentence_embedding` is [batch, dimension] and serving only reads it. The card's
+task_settings record what the graph does, so a request for fewer dimensions can cut and renormalise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from tokenizers import Encoding, Tokenizer
+
+from service.runtime.errors import BadInput
+from service.runtime.tasks.base import PredictOptions
+from service.runtime.tasks.encoding import check_input_names, collate_encodings, encode
+from service.runtime.tasks.signature import Answers, Signature, TensorSpec, no_options
+from service.runtime.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from service.runtime.card import ModelCard
+
+Pooling = Literal["mean", "cls", "max"]
+
+
+class SentenceEmbeddingSettings(BaseModel):
+    """How the graph turns token states into the sentence vector; the card's task_settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pooling: Pooling = Field(default="mean", description="token states to one vector: mean, cls or max")
+    normalize: bool = Field(default=True, description="whether the vector is scaled to unit length")
+    dimension: int | None = Field(
+        default=None, ge=1, description="length of the vector: the model's hidden size, written by export"
+    )
+
+
+def settings_of(card: ModelCard) -> SentenceEmbeddingSettings:
+    """The card's sentence-embedding settings (defaults filled in)."""
+    return SentenceEmbeddingSettings.model_validate(card.task_settings)
+
+
+class SentenceEmbedding:
+    """One embedding per text, read from the graph's pooled output."""
+
+    def __init__(self, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str], max_length: int) -> None:
+        self._tokenizer = tokenizer
+        self._pad_id = pad_id
+        self._input_names = check_input_names(input_names)
+        self._max_length = max_length
+
+    def preprocess(self, inputs: Sequence[object]) -> list[Encoding]:
+        """Validate and tokenize texts; raises BadInput naming the offending input."""
+        for index, value in enumerate(inputs):
+            if not isinstance(value, str):
+                raise BadInput(f"inputs[{index}] must be a string")
+            if not value.strip():
+                raise BadInput(f"inputs[{index}] is empty")
+        return encode(self._tokenizer, [str(value) for value in inputs], self._max_length)
+
+    def tokens(self, item: Encoding) -> int:
+        """The text's length in tokens."""
+        return len(item.ids)
+
+    def collate(self, items: Sequence[Encoding]) -> dict[str, np.ndarray]:
+        """Pad a batch of encodings to its longest."""
+        return collate_encodings(items, self._input_names, self._pad_id)
+
+    def answers(
+        self, items: Sequence[Encoding], outputs: Sequence[Sequence[np.ndarray]], options: PredictOptions
+    ) -> list[dict[str, Any]]:
+        """The embedding of each text, with its length in tokens."""
+        return [
+            {"embedding": rows[0].astype(np.float32).tolist(), "tokens": len(item.ids)}
+            for item, rows in zip(items, outputs, strict=True)
+        ]
+
+    def example_inputs(self) -> list[object]:
+        """Two texts."""
+        return ["oberta warm-up", "a second, somewhat longer text for the warm-up batch"]
+
+
+class EmbeddingOutput(BaseModel):
+    """The answer for one sentence-embedding input."""
+
+    embedding: list[float] = Field(description="the text's vector (unit length when the card says normalize)")
+    tokens: int = Field(description="the text's length in tokens, special tokens included")
+
+
+def _processor(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> SentenceEmbedding:
+    return SentenceEmbedding(tokenizer, pad_id, input_names, card.max_length)
+
+
+def v2_signature(card: ModelCard) -> Signature:
+    """Input `text`; output `embedding` (FP32 [n, dimension])."""
+    dimension = settings_of(card).dimension or -1
+
+    def build_inputs(elements: Mapping[str, list[str]]) -> list[object]:
+        return list(elements["text"])
+
+    def build_outputs(answers: Answers) -> dict[str, np.ndarray]:
+        return {"embedding": np.asarray([answer["embedding"] for answer in answers], dtype=np.float32)}
+
+    return Signature(
+        inputs=(TensorSpec("text", "BYTES"),),
+        outputs=(TensorSpec("embedding", "FP32", (-1, dimension)),),
+        build_inputs=build_inputs,
+        build_outputs=build_outputs,
+        build_options=no_options,
+    )
+
+
+SPEC = TaskSpec(
+    name="sentence-embedding",
+    summary="a text in, its embedding vector out (plain sentences to train: the dense model is the teacher)",
+    output_names=("sentence_embedding",),
+    per_token=False,
+    has_labels=False,
+    accepts_text=True,
+    build=_processor,
+    v1_inputs=(str,),
+    v1_output=EmbeddingOutput,
+    v2_signature=v2_signature,
+    settings=SentenceEmbeddingSettings,
+)
