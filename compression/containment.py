@@ -36,6 +36,10 @@ class ContainmentIndex:
 
     def holds(self, needle: str, *, strictly: bool = False) -> bool:
         """Whether an indexed text contains the (normalised) needle; ``strictly``: a text other than the needle."""
+        return any(not (strictly and self.texts[n] == needle) for n in self.holders(needle))
+
+    def holders(self, needle: str) -> list[int]:
+        """The positions (in ``texts``) of the indexed texts that contain the (normalised) needle."""
         candidates = [self._postings.get(token, []) for token in set(needle.split())]
         rarest = min(candidates, key=len, default=[])
-        return any(needle in self.texts[n] and not (strictly and self.texts[n] == needle) for n in rarest)
+        return [n for n in rarest if needle in self.texts[n]]

@@ -1,4 +1,5 @@
-"""Loading labelled text-classification data from TSV, CSV or JSONL files, and carving validation splits."""
+"""Loading labelled text-classification data from TSV, CSV or JSONL files, plain texts, and carving validation
+splits."""
 
 from __future__ import annotations
 
@@ -103,6 +104,28 @@ def load_examples(
         pair = row.get(pair_col) if pair_col else None
         examples.append(Example(text=text.strip(), label=label.strip(), text_pair=pair.strip() if pair else None))
     return examples
+
+
+def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
+    """Plain texts for label-free training: a .txt file (one text a line, blank lines skipped), or every text of a
+    .tsv, .csv or .jsonl file's text column (and of its pair column, when it has one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFile(f"data file not found: {path}")
+    if ".txt" in path.suffixes:
+        with open_text(path) as handle:
+            texts = [line.strip() for line in handle if line.strip()]
+    else:
+        rows = list(_rows(path))
+        columns = list(rows[0].keys()) if rows else []
+        text_col = _pick(columns, text_column, TEXT_COLUMNS, "text")
+        if text_col is None:
+            raise ConfigError(f"{path}: cannot tell the text column among {columns}; pass --text-column")
+        pair_col = _pick(columns, None, PAIR_COLUMNS, "text pair")
+        texts = [row[c].strip() for row in rows for c in (text_col, pair_col) if c and (row.get(c) or "").strip()]
+    if not texts:
+        raise ConfigError(f"{path}: no texts")
+    return texts
 
 
 def split_validation(examples: list[T], validation_fraction: float, seed: int) -> tuple[list[T], list[T]]:

@@ -22,6 +22,7 @@ from compression.training import (
     training_arguments,
 )
 from compression.training_loop import TrainingLoop, finetune_loop
+from service.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 TRAINING_INFO = "oberta_training.json"
@@ -45,6 +46,9 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     loop = config.loop
     data_config = replace(config.data, max_length=loop.max_length)
     task = task_for(data_config.task)
+    if task.needs_teacher:
+        raise ConfigError(f"{task.name} learns from a teacher, not from labels: use `oberta compress`, where the "
+                          "dense model teaches")
     data = task.prepare(data_config)
     base_path = resolve_base_model(config.model)
     with loading_from(base_path):

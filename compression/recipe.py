@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from compression.training_loop import TrainingLoop
 from service.runtime.errors import ConfigError, MissingFile
 
+EmbeddingLoss = Literal["cosine", "mse"]
+
 RECIPES_PACKAGE = "compression.recipes"
 
 
@@ -69,6 +71,10 @@ class DistillationRecipe(_Strict):
     teacher: str | None = Field(None, description="teacher model directory (the CLI's --teacher overrides it)")
     hardness: float = Field(1.0, ge=0, le=1, description="weight of the distillation loss against the labels")
     temperature: float = Field(2.0, gt=0, description="softmax temperature")
+    embedding_loss: EmbeddingLoss = Field(
+        "cosine", description="sentence embedding: 'cosine' (1 - cosine of the served vectors) or 'mse' (of the "
+        "pooled vectors before normalisation)"
+    )
 
 
 class EngineQuantization(_Strict):

@@ -16,6 +16,8 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import is_torch_tf32_available
 
+from compression.embedding_model import SentenceEmbeddingOutput
+from compression.recipe import EmbeddingLoss
 from compression.training_loop import TrainingLoop
 
 IGNORED_LABEL = -100
@@ -72,15 +74,27 @@ def distillation_loss(
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature**2
 
 
+def embedding_distillation_loss(student: Any, teacher: Any, kind: EmbeddingLoss) -> torch.Tensor:
+    """Sentence vectors: 1 - cosine similarity of the served (pooled, maybe normalised) vectors, or the mean squared
+    error of the pooled vectors before normalisation."""
+    if kind == "mse":
+        return F.mse_loss(student.pooled_embedding, teacher.pooled_embedding)
+    return (1.0 - F.cosine_similarity(student.sentence_embedding, teacher.sentence_embedding, dim=-1)).mean()
+
+
 def output_distillation_loss(
-    student: Any, teacher: Any, inputs: dict[str, torch.Tensor], temperature: float
+    student: Any, teacher: Any, inputs: dict[str, torch.Tensor], temperature: float,
+    embedding_loss: EmbeddingLoss = "cosine",
 ) -> torch.Tensor:
     """Distillation between the student's and the teacher's outputs (ModelOutput objects) for any head.
 
     Sequence logits: one distribution per example. Question answering: the start and end distributions over the
     positions, padding masked out, averaged. Token classification: one distribution per labelled token; positions
-    labelled -100 (padding, special tokens, later sub-tokens) are left out.
+    labelled -100 (padding, special tokens, later sub-tokens) are left out. Sentence embeddings: see
+    `embedding_distillation_loss`.
     """
+    if isinstance(student, SentenceEmbeddingOutput):
+        return embedding_distillation_loss(student, teacher, embedding_loss)
     if isinstance(student, QuestionAnsweringModelOutput):
         padding = inputs["attention_mask"].eq(0)
         start, end = (
@@ -124,8 +138,9 @@ class SeededLengthGroupedSampler(Sampler[int]):
 class DistillationTrainer(Trainer):
     """A Trainer whose loss mixes the task loss with distillation from a frozen teacher.
 
-    ``hardness`` is the weight of the distillation term: 1.0 uses the teacher alone, 0.0 the labels alone.
-    Without a teacher it is a plain Trainer.
+    ``hardness`` is the weight of the distillation term: 1.0 uses the teacher alone, 0.0 the labels alone; a model
+    without a loss of its own (sentence embedding) learns from the teacher alone. Without a teacher it is a plain
+    Trainer.
     """
 
     def __init__(
@@ -134,12 +149,14 @@ class DistillationTrainer(Trainer):
         teacher: PreTrainedModel | None = None,
         hardness: float = 1.0,
         temperature: float = 2.0,
+        embedding_loss: EmbeddingLoss = "cosine",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.teacher = teacher
         self.hardness = hardness
         self.temperature = temperature
+        self.embedding_loss: EmbeddingLoss = embedding_loss
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
@@ -170,14 +187,16 @@ class DistillationTrainer(Trainer):
     ) -> Any:
         outputs = model(**inputs)
         loss = outputs.loss
-        if self.teacher is not None and model.training:
+        if self.teacher is not None and (model.training or loss is None):
             device = inputs["input_ids"].device
             if self.teacher.device != device:
                 self.teacher.to(device)  # type: ignore[arg-type]  # transformers types Module.to too narrowly
             with torch.no_grad():
                 teacher_outputs = self.teacher(**inputs)
-            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature)
-            loss = self.hardness * kd + (1.0 - self.hardness) * loss
+            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding_loss)
+            loss = kd if loss is None else self.hardness * kd + (1.0 - self.hardness) * loss
+        if loss is None:
+            raise ValueError(f"{type(model).__name__} has no loss of its own: it learns from a teacher")
         return (loss, outputs) if return_outputs else loss
 
 

@@ -46,6 +46,8 @@ class ValidationRecord(BaseModel):
     file: str | None = None
     sentences: int | None = None  # sentence holdout: sentences found in the training file
     dropped_from_train: int | None = None  # sentence holdout: examples inside a held-out sentence, not trained on
+    articles: int | None = None  # articles held out (SQuAD)
+    retrieval: ValidationRecord | None = None  # sentence embedding: how the retrieval queries were carved
     counted_on: str | None = None
     validation_in_train: int | None = None
     train_in_validation: int | None = None

@@ -41,6 +41,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -
                        help="comma-separated display names for the sorted labels, e.g. negative,positive")
     group.add_argument("--round-labels", action="store_true",
                        help="round numeric labels half up to integer classes (STS-B scores 0-5 -> classes 0..5)")
+    group.add_argument("--retrieval-file",
+                       help="sentence embedding: a SQuAD .json whose held-out articles (--validation-fraction of "
+                       "them) score retrieval, questions against paragraphs; their texts leave training")
     group.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
     group.add_argument("--max-length", type=int, help=max_length_help)
     add_task_settings_arguments(parser)
@@ -62,6 +65,7 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         label_column=args.label_column,
         label_names=args.label_names.split(",") if args.label_names else None,
         round_labels=args.round_labels,
+        retrieval_file=args.retrieval_file,
         max_train_examples=args.max_train_examples,
         task_settings=task_settings(args),
     )
@@ -201,7 +205,8 @@ def _run_export(args: argparse.Namespace) -> int:
     from compression.finetune import TRAINING_INFO
     from compression.tasks import task_for
 
-    model = task_for(args.task).load_model(args.model)
+    task = task_for(args.task)
+    model = task.load_model(args.model)
     with loading_from(args.model):
         tokenizer = AutoTokenizer.from_pretrained(args.model)
     info_path = Path(args.model) / TRAINING_INFO
@@ -209,9 +214,37 @@ def _run_export(args: argparse.Namespace) -> int:
     metrics = info.get("validation_metrics", {})
     build = {"command": "oberta " + shlex.join(sys.argv[1:]), "source": args.model, "training": info}
     card = export_model_dir(model, tokenizer, args.output, args.name, args.max_length, metrics, build,
-                            task=args.task, task_settings=task_settings(args))
+                            task=args.task, task_settings=task.card_settings(model, task_settings(args)))
     print(f"exported {card.name} ({card.task}, labels {card.labels}) to {args.output}")
     return 0
+
+
+def _run_corpus(args: argparse.Namespace) -> int:
+    from compression.corpus import CorpusConfig, build_corpus
+
+    counts = build_corpus(CorpusConfig(args.files, args.output, args.max_per_file, args.min_words, args.max_words,
+                                       args.seed))
+    print(f"wrote {sum(counts.values())} texts to {args.output}: " +
+          ", ".join(f"{path} {count}" for path, count in counts.items()))
+    return 0
+
+
+def _corpus_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "corpus",
+        help="gather plain sentences from labelled data files, for sentence-embedding compression",
+        description="Read each file by its format (SQuAD .json: questions and paragraph sentences; CoNLL .txt: "
+        "sentences; .tsv/.csv/.jsonl: text and pair columns, long texts cut into sentences), leave out texts inside "
+        "other texts of the same file (SST-2's phrases), deduplicate, keep texts of --min-words to --max-words "
+        "words, sample up to --max-per-file of each file and write them shuffled, one a line.",
+    )
+    parser.add_argument("files", nargs="+", help="data files (optionally .gz)")
+    parser.add_argument("--output", required=True, help="text file to write")
+    parser.add_argument("--max-per-file", type=int, help="most texts taken from one file (default: all)")
+    parser.add_argument("--min-words", type=int, default=4, help="shortest text kept, in words (default 4)")
+    parser.add_argument("--max-words", type=int, default=64, help="longest text kept, in words (default 64)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the sampling and order (default 42)")
+    parser.set_defaults(handler=_run_corpus)
 
 
 def _export_parser(sub: argparse._SubParsersAction) -> None:
@@ -352,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_parser(sub)
     _compress_parser(sub)
     _export_parser(sub)
+    _corpus_parser(sub)
     _bench_parser(sub)
     return parser
 

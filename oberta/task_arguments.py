@@ -32,6 +32,8 @@ def add_task_settings_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         group = parser.add_argument_group(f"{name} settings")
         for field_name, field in spec.settings.model_fields.items():
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("from_model"):
+                continue  # export reads it from the model
             flag = _flag(field_name)
             if flag in seen:
                 raise ConfigError(f"tasks {seen[flag]} and {name} both define the setting {flag}")

@@ -17,5 +17,5 @@ def export(student: PreTrainedModel, prepared: Prepared, data: DataConfig, model
     that card, whose ``build`` holds the export's facts (parity, opset)."""
     return export_model_dir(
         student, prepared.tokenizer, model_dir, name, data.max_length,
-        task=prepared.task.name, task_settings=data.task_settings,
+        task=prepared.task.name, task_settings=prepared.task.card_settings(student, data.task_settings),
     )

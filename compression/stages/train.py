@@ -24,6 +24,7 @@ from compression.training import (
     last_checkpoint,
     training_arguments,
 )
+from service.runtime.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def _trainer(
         train_dataset=prepared.train, eval_dataset=prepared.evaluation.features, data_collator=collator,
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=recipe.distillation.hardness if teacher is not None else 0.0,
-        temperature=recipe.distillation.temperature,
+        temperature=recipe.distillation.temperature, embedding_loss=recipe.distillation.embedding_loss,
     )
 
     def samplers(draw: int) -> GradientSampler:
@@ -75,6 +76,9 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     student = task.load_model(student_path)
     prepared = prepare(plan.data, student_path, student)
     teacher_path = config.teacher or recipe.distillation.teacher
+    if teacher_path is None and task.needs_teacher:
+        raise ConfigError(f"{task.name} has no labels and learns from a teacher: name one (--teacher, or the dense "
+                          "--model itself, the default without --no-teacher)")
     teacher = task.load_model(resolve_base_model(teacher_path)) if teacher_path else None
     if teacher is not None:
         task.check_model(teacher, prepared.data, "teacher")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from compression.tasks.base import CompressionTask, DataConfig, Evaluation, PreparedData
 from compression.tasks.question_answering import QuestionAnsweringTask
+from compression.tasks.sentence_embedding import SentenceEmbeddingTask
 from compression.tasks.text_classification import TextClassificationTask
 from compression.tasks.token_classification import TokenClassificationTask
 from service.runtime.errors import ConfigError
 from service.runtime.tasks import task_spec
 
 TASKS: dict[str, CompressionTask] = {
-    task.name: task for task in (TextClassificationTask(), QuestionAnsweringTask(), TokenClassificationTask())
+    task.name: task
+    for task in (TextClassificationTask(), QuestionAnsweringTask(), TokenClassificationTask(), SentenceEmbeddingTask())
 }
 
 

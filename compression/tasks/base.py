@@ -39,6 +39,7 @@ class DataConfig:
     label_column: str | None = None
     label_names: list[str] | None = None
     round_labels: bool = False
+    retrieval_file: str | None = None  # sentence embedding: SQuAD file whose held-out articles score retrieval
     max_train_examples: int | None = None
     max_length: int = DEFAULT_MAX_LENGTH
     task_settings: dict[str, Any] = field(default_factory=dict)  # the task's own, e.g. question-answering windows
@@ -103,6 +104,15 @@ class CompressionTask(Protocol):
 
     def check_model(self, model: PreTrainedModel, data: PreparedData, role: str) -> None:
         """Raise ValueError when the model's head does not fit the data's labels."""
+        ...
+
+    def card_settings(self, model: PreTrainedModel, given: dict[str, Any]) -> dict[str, Any]:
+        """The served card's task_settings for this model, from the settings given for the run."""
+        ...
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the task learns only from a teacher (it has no labels)."""
         ...
 
     def features(
@@ -180,3 +190,12 @@ class SpecTask:
     def per_token(self) -> bool:
         """Whether the outputs have a sequence axis."""
         return self.spec.per_token
+
+    def card_settings(self, model: PreTrainedModel, given: dict[str, Any]) -> dict[str, Any]:
+        """The task settings given for the run (e.g. question-answering windows)."""
+        return dict(given)
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Labels teach; a teacher is optional."""
+        return False

@@ -25,18 +25,23 @@ if TYPE_CHECKING:
     from service.runtime.card import ModelCard
 
 Pooling = Literal["mean", "cls", "max"]
+FROM_MODEL: dict[str, Any] = {"from_model": True}  # a setting export reads from the model, not a command flag
 
 
 class SentenceEmbeddingSettings(BaseModel):
-    """How the graph turns token states into the sentence vector; the card's task_settings."""
+    """How the graph turns token states into the sentence vector; the card's task_settings.
+
+    Export writes them from the model (its sentence-transformers configuration), so they are not command flags.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    pooling: Pooling = Field(default="mean", description="token states to one vector: mean, cls or max")
-    normalize: bool = Field(default=True, description="whether the vector is scaled to unit length")
-    dimension: int | None = Field(
-        default=None, ge=1, description="length of the vector: the model's hidden size, written by export"
-    )
+    pooling: Pooling = Field(default="mean", description="token states to one vector: mean, cls or max",
+                             json_schema_extra=FROM_MODEL)
+    normalize: bool = Field(default=True, description="whether the vector is scaled to unit length",
+                            json_schema_extra=FROM_MODEL)
+    dimension: int | None = Field(default=None, ge=1, description="length of the vector: the model's hidden size",
+                                  json_schema_extra=FROM_MODEL)
 
 
 def settings_of(card: ModelCard) -> SentenceEmbeddingSettings:
