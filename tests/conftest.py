@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import NUM_LABELS, make_tiny_model_dir
+from tests.tiny_models import NUM_LABELS, make_tiny_model_dir, make_tiny_sentence_embedding_dir
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,9 @@ def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model_dir(
         tmp_path_factory.mktemp("roberta"), arch="roberta", num_labels=NUM_LABELS, name="tiny-roberta"
     )
+
+
+@pytest.fixture(scope="session")
+def embedding_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mean-pooled, normalised BERT sentence encoder (sentence-embedding; max_length 32)."""
+    return make_tiny_sentence_embedding_dir(tmp_path_factory.mktemp("embedding"))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertConfig,
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
+    BertModel,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -108,8 +111,6 @@ def _labelled(labels: list[str]) -> dict[str, object]:
 
 def tiny_classifier(arch: str = "bert", num_labels: int = 2, seed: int = 0) -> PreTrainedModel:
     """A randomly initialised 2-layer, 32-wide sequence classifier (eager attention, exportable)."""
-    import torch
-
     torch.manual_seed(seed)
     labels = [f"label_{i}" for i in range(num_labels)]
     config = _config(arch, len(tiny_tokenizer(arch).get_vocab()), **_labelled(labels))
@@ -119,8 +120,6 @@ def tiny_classifier(arch: str = "bert", num_labels: int = 2, seed: int = 0) -> P
 
 def tiny_question_answering(arch: str = "bert", vocab_size: int | None = None, seed: int = 0) -> PreTrainedModel:
     """A randomly initialised tiny span-prediction model (start and end logits)."""
-    import torch
-
     torch.manual_seed(seed)
     config = _config(arch, vocab_size or len(tiny_tokenizer(arch).get_vocab()))
     return (BertForQuestionAnswering(config) if arch == "bert" else RobertaForQuestionAnswering(config)).eval()
@@ -130,8 +129,6 @@ def tiny_token_classifier(
     arch: str = "bert", tags: tuple[str, ...] = NER_TAGS, vocab_size: int | None = None, seed: int = 0
 ) -> PreTrainedModel:
     """A randomly initialised tiny per-token classifier over IOB2 tags."""
-    import torch
-
     torch.manual_seed(seed)
     config = _config(arch, vocab_size or len(tiny_tokenizer(arch).get_vocab()), **_labelled(list(tags)))
     return (BertForTokenClassification(config) if arch == "bert" else RobertaForTokenClassification(config)).eval()
@@ -166,8 +163,6 @@ def make_tiny_token_classifier_dir(
 
     `bias` makes the head constant: zero weights and these biases per tag, so every token gets the same tags' scores.
     """
-    import torch
-
     from compression.export import export_model_dir
 
     tokenizer = tiny_subword_tokenizer()
@@ -178,4 +173,81 @@ def make_tiny_token_classifier_dir(
             model.classifier.bias.copy_(torch.tensor([bias.get(tag, 0.0) for tag in NER_TAGS]))
     output = Path(tmp_path) / name
     export_model_dir(model, tokenizer, output, name=name, max_length=64, task="token-classification")
+    return output
+
+
+EMBEDDING_DIMENSION = 32  # the tiny encoders' hidden size
+
+
+class _MeanPooledEncoder(torch.nn.Module):
+    """A sentence encoder as sentence-transformers builds one: token states, their mean over the attention mask, then
+    (optionally) L2 normalisation; the output is [batch, hidden]."""
+
+    def __init__(self, encoder: BertModel, normalize: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.normalize = normalize
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        states = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2.0, dim=1) if self.normalize else pooled
+
+
+def make_tiny_sentence_embedding_dir(
+    tmp_path: Path, name: str = "tiny-embed", max_length: int = 32, normalize: bool = True, seed: int = 0
+) -> Path:
+    """A served sentence-embedding directory: a tiny random BERT over the sub-word tokenizer, mean-pooled (and
+    normalised) inside the graph, whose one output `sentence_embedding` is [batch, EMBEDDING_DIMENSION].
+
+    Built here rather than by `oberta export`, so serving tests do not depend on the compression half's support for
+    the task; the graph is what that export writes (TorchScript exporter, opset 14, dynamic batch and sequence axes,
+    the attention mask rewritten).
+    """
+    import onnxruntime as ort
+
+    from compression.export import CHECK_TEXTS, OPSET, sample_inputs, save_tokenizer
+    from service.runtime.card import ModelCard, save_card
+    from service.runtime.graph.attention_mask import simplify_attention_mask_file
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_subword_tokenizer()
+    encoder = BertModel(_config("bert", len(tokenizer.get_vocab())), add_pooling_layer=False)
+    model = _MeanPooledEncoder(encoder, normalize).eval()
+    input_names = ["input_ids", "attention_mask", "token_type_ids"]
+    batch = sample_inputs(tokenizer, input_names)
+    output = Path(tmp_path) / name
+    output.mkdir(parents=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            tuple(torch.from_numpy(batch[input_name]) for input_name in input_names),
+            str(output / "model.onnx"),
+            input_names=input_names,
+            output_names=["sentence_embedding"],
+            dynamic_axes={
+                **{input_name: {0: "batch", 1: "sequence"} for input_name in input_names},
+                "sentence_embedding": {0: "batch"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    simplify_attention_mask_file(output / "model.onnx")
+    session = ort.InferenceSession(str(output / "model.onnx"), providers=["CPUExecutionProvider"])
+    other = sample_inputs(tokenizer, input_names, CHECK_TEXTS)  # another batch size and length than the tracing one
+    with torch.no_grad():
+        expected = model(*(torch.from_numpy(other[input_name]) for input_name in input_names)).numpy()
+    np.testing.assert_allclose(session.run(None, other)[0], expected, atol=1e-5)
+    save_tokenizer(tokenizer, output)
+    settings = {"pooling": "mean", "normalize": normalize, "dimension": EMBEDDING_DIMENSION}
+    card = ModelCard(
+        name=name, task="sentence-embedding", labels=[], max_length=max_length, architecture="bert",
+        inputs=input_names, files={"onnxruntime": "model.onnx", "deepsparse": "model.onnx"}, task_settings=settings,
+    )
+    save_card(card, output)
     return output

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.api import oip
+from service.api import oip, openai
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.routes import health_router, metrics_router, models_router, predict_router
@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None, *, engine_factory: EngineFactor
 
     app = FastAPI(
         title="oberta",
-        description="Compressed BERT-family encoders served on CPUs: the v1 API and the Open Inference Protocol (v2).",
+        description="Compressed BERT-family encoders served on CPUs: the v1 API, the Open Inference Protocol (v2) and "
+        "OpenAI's embeddings API.",
         lifespan=lifespan,
     )
     app.state.service = state
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, engine_factory: EngineFactor
         app.include_router(router)
     for router in (oip.health_router, oip.models_router, oip.infer_router):
         app.include_router(router)
+    app.include_router(openai.router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

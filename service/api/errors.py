@@ -1,8 +1,10 @@
-"""Error bodies by protocol: v1 routes answer {"detail": ...} (FastAPI's shape), v2 routes {"error": ...}.
+"""Error bodies by protocol: v1 routes answer {"detail": ...} (FastAPI's shape), v2 routes {"error": ...}, and the
+OpenAI-compatible route {"error": {"message", "type", "param", "code"}} (OpenAI's shape, which its clients read).
 
 Domain errors (ObertaError) are mapped here once, with their status and headers; the one status that differs by
-protocol is BadInput's: 422 on v1, 400 on v2. HTTPException remains for what the framework raises itself (unknown
-routes, wrong methods) and for the body-size limit, which FastAPI's body reading only lets through as HTTPException.
+protocol is BadInput's: 422 on v1, 400 on v2 and on the OpenAI route (where invalid bodies are 400 too). HTTPException
+remains for what the framework raises itself (unknown routes, wrong methods) and for the body-size limit, which
+FastAPI's body reading only lets through as HTTPException.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from starlette.exceptions import HTTPException
 from service.runtime.errors import BadInput, ObertaError
 
 V2_BAD_INPUT_STATUS = 400
+OPENAI_EMBEDDINGS_PATH = "/v1/embeddings"
+OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
 
 
 class Unauthorized(ObertaError):
@@ -34,32 +38,62 @@ class UnsupportedMediaType(ObertaError):
     status = 415
 
 
+class InvalidParameter(BadInput):
+    """A request parameter the server refuses; OpenAI-shaped bodies name it as their `param`."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 def is_v2(request: Request) -> bool:
     """Whether the request is for the v2 protocol."""
     path = request.url.path
     return path == "/v2" or path.startswith("/v2/")
 
 
+def is_openai(request: Request) -> bool:
+    """Whether the request is for the OpenAI-compatible API."""
+    return request.url.path == OPENAI_EMBEDDINGS_PATH
+
+
 def error_status(request: Request, exc: ObertaError) -> int:
     """The HTTP status of `exc` in the protocol of `request`."""
-    if is_v2(request) and isinstance(exc, BadInput):
+    if (is_v2(request) or is_openai(request)) and isinstance(exc, BadInput):
         return V2_BAD_INPUT_STATUS
     return exc.status
 
 
-def _error_response(request: Request, message: str, status: int, headers: Mapping[str, str] | None) -> Response:
+def validation_status(request: Request) -> int:
+    """The HTTP status of a body that fails validation: FastAPI's 422, or 400 on the OpenAI route (as OpenAI's)."""
+    return V2_BAD_INPUT_STATUS if is_openai(request) else 422
+
+
+def openai_error(message: str, status: int, param: str | None = None) -> dict[str, object]:
+    """OpenAI's error body: type invalid_request_error for client errors (rate_limit_error for 429), server_error
+    for 5xx; code model_not_found (404), invalid_api_key (401) or rate_limit_exceeded (429), else null."""
+    kind = "server_error" if status >= 500 else "rate_limit_error" if status == 429 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "param": param, "code": OPENAI_CODES.get(status)}}
+
+
+def _error_response(
+    request: Request, message: str, status: int, headers: Mapping[str, str] | None, param: str | None = None
+) -> Response:
+    if is_openai(request):
+        return JSONResponse(openai_error(message, status, param), status_code=status, headers=headers)
     key = "error" if is_v2(request) else "detail"
     return JSONResponse({key: message}, status_code=status, headers=headers)
 
 
 async def _oberta_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ObertaError)
-    return _error_response(request, exc.message, error_status(request, exc), exc.headers)
+    param = exc.param if isinstance(exc, InvalidParameter) else None
+    return _error_response(request, exc.message, error_status(request, exc), exc.headers, param)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if is_v2(request):
+    if is_v2(request) or is_openai(request):
         return _error_response(request, str(exc.detail), exc.status_code, exc.headers)
     return await http_exception_handler(request, exc)
 
@@ -79,9 +113,22 @@ def _json_safe(value: object) -> object:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422, safe for the inputs it echoes: 1e400 or NaN (parsed to inf and nan) and lone surrogates."""
+    """FastAPI's 422, safe for the inputs it echoes: 1e400 or NaN (parsed to inf and nan) and lone surrogates. On the
+    OpenAI route: a 400 naming the first invalid field as `param`, echoing no input."""
     assert isinstance(exc, RequestValidationError)
+    if is_openai(request):
+        return _openai_validation_error(request, exc)
     return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+def _openai_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    fields = [error["loc"][1] if len(error["loc"]) > 1 else None for error in exc.errors()]
+    messages = [
+        f"{field}: {error['msg']}" if isinstance(field, str) else error["msg"]
+        for field, error in zip(fields, exc.errors(), strict=True)
+    ]
+    param = next((field for field in fields if isinstance(field, str)), None)
+    return _error_response(request, "; ".join(messages), validation_status(request), None, param)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.auth import require_health_key, require_key, require_metrics_key
-from service.api.errors import error_status
+from service.api.errors import error_status, validation_status
 from service.api.schemas import HealthResponse, ModelInfo, ModelsResponse, PredictRequest, PredictResponse
 from service.runtime.errors import ObertaError
 from service.runtime.inference import predict as run_predict
@@ -43,17 +43,23 @@ def _state(request: Request) -> ServiceState:
 class MeteredRoute(APIRoute):
     """A route that counts requests by model and status and times them, body validation errors included."""
 
+    async def model_name(self, request: Request) -> str:
+        """The name of the model the request is for: the `name` path parameter."""
+        name: str = request.path_params.get("name", "")
+        return name
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def metered(request: Request) -> Response:
             state = _state(request)
-            slot = state.slots.get(request.path_params.get("name", ""))
+            slot: ModelSlot | None = None
             start = time.perf_counter()
             status = 500
-            if slot is not None:
-                slot.metrics.inflight.inc()
             try:
+                slot = state.slots.get(await self.model_name(request))
+                if slot is not None:
+                    slot.metrics.inflight.inc()
                 response = await handler(request)
                 status = response.status_code
                 return response
@@ -64,7 +70,7 @@ class MeteredRoute(APIRoute):
                 status = exc.status_code
                 raise
             except RequestValidationError:
-                status = 422
+                status = validation_status(request)
                 raise
             finally:
                 if slot is None:

@@ -1,4 +1,4 @@
-"""One inference request from admission to answers, shared by the v1 and v2 routes.
+"""One inference request from admission to answers, shared by the v1, v2 and OpenAI-compatible routes.
 
 Order of checks: model served (ModelNotServed), server not draining (ShuttingDown) and model loaded (ModelNotReady),
 input count (TooManyInputs), queue place (Overloaded), then tokenize, batch and postprocess within the request timeout

@@ -15,6 +15,7 @@ class PredictOptions:
 
     top_k: int | None = None
     max_answer_length: int | None = None  # question answering: longest answer in tokens (default: the card's)
+    dimensions: int | None = None  # sentence embedding: keep the vector's first n values (default: all)
 
 
 class Task(Protocol):

@@ -4,6 +4,9 @@ The exported graph ends in the pooling of the base model's sentence-transformers
 states over the attention mask, the [CLS] state, or the maximum) and, where that configuration normalises, the L2
 normalisation: its output `sentence_embedding` is [batch, dimension] and serving only reads it. The card's
 task_settings record what the graph does, so a request for fewer dimensions can cut and renormalise.
+
+Inputs are texts, or (for the OpenAI-compatible API) token ids of the model's vocabulary, which the server frames
+with the tokenizer's special tokens (`token_ids.py`); one request holds one kind.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 from service.runtime.errors import BadInput
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import check_input_names, collate_encodings, encode
+from service.runtime.tasks.encoding import Encoded, check_input_names, collate_encodings, encode
 from service.runtime.tasks.signature import Answers, Signature, TensorSpec, no_options
 from service.runtime.tasks.spec import TaskSpec
+from service.runtime.tasks.token_ids import Framing, TokenIds
 
 if TYPE_CHECKING:
     from service.runtime.card import ModelCard
@@ -49,38 +53,65 @@ def settings_of(card: ModelCard) -> SentenceEmbeddingSettings:
     return SentenceEmbeddingSettings.model_validate(card.task_settings)
 
 
-class SentenceEmbedding:
-    """One embedding per text, read from the graph's pooled output."""
+def shortened(vector: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
+    """The vector's first `dimensions` values (all when None), scaled back to unit length when the model normalises;
+    raises BadInput unless 1 <= dimensions <= the vector's length."""
+    if dimensions is None:
+        return vector
+    if not 1 <= dimensions <= len(vector):
+        raise BadInput(f"dimensions must be between 1 and {len(vector)}, the model's dimension; got {dimensions}")
+    cut = vector[:dimensions]
+    norm = float(np.linalg.norm(cut))
+    return cut / norm if normalize and norm > 0 else cut
 
-    def __init__(self, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str], max_length: int) -> None:
+
+class SentenceEmbedding:
+    """One embedding per text (or per list of token ids), read from the graph's pooled output."""
+
+    def __init__(
+        self, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str], max_length: int, normalize: bool
+    ) -> None:
         self._tokenizer = tokenizer
         self._pad_id = pad_id
         self._input_names = check_input_names(input_names)
         self._max_length = max_length
+        self._normalize = normalize
+        self._framing = Framing(tokenizer, max_length)
 
-    def preprocess(self, inputs: Sequence[object]) -> list[Encoding]:
-        """Validate and tokenize texts; raises BadInput naming the offending input."""
+    def preprocess(self, inputs: Sequence[object]) -> list[Encoded]:
+        """Validate and tokenize texts, or frame token ids; raises BadInput naming the offending input."""
+        if any(isinstance(value, TokenIds) for value in inputs):
+            return [self._framed(index, value) for index, value in enumerate(inputs)]
         for index, value in enumerate(inputs):
             if not isinstance(value, str):
                 raise BadInput(f"inputs[{index}] must be a string")
             if not value.strip():
                 raise BadInput(f"inputs[{index}] is empty")
-        return encode(self._tokenizer, [str(value) for value in inputs], self._max_length)
+        return list(encode(self._tokenizer, [str(value) for value in inputs], self._max_length))
 
-    def tokens(self, item: Encoding) -> int:
-        """The text's length in tokens."""
+    def _framed(self, index: int, value: object) -> Encoded:
+        if not isinstance(value, TokenIds):
+            raise BadInput(f"inputs[{index}] must be token ids, as the request's other inputs are")
+        return self._framing.frame(index, value)
+
+    def tokens(self, item: Encoded) -> int:
+        """The input's length in tokens."""
         return len(item.ids)
 
-    def collate(self, items: Sequence[Encoding]) -> dict[str, np.ndarray]:
+    def collate(self, items: Sequence[Encoded]) -> dict[str, np.ndarray]:
         """Pad a batch of encodings to its longest."""
         return collate_encodings(items, self._input_names, self._pad_id)
 
     def answers(
-        self, items: Sequence[Encoding], outputs: Sequence[Sequence[np.ndarray]], options: PredictOptions
+        self, items: Sequence[Encoded], outputs: Sequence[Sequence[np.ndarray]], options: PredictOptions
     ) -> list[dict[str, Any]]:
-        """The embedding of each text, with its length in tokens."""
+        """The embedding of each input (its first `options.dimensions` values, when set), with its length in
+        tokens."""
         return [
-            {"embedding": rows[0].astype(np.float32).tolist(), "tokens": len(item.ids)}
+            {
+                "embedding": shortened(rows[0].astype(np.float32), options.dimensions, self._normalize).tolist(),
+                "tokens": len(item.ids),
+            }
             for item, rows in zip(items, outputs, strict=True)
         ]
 
@@ -97,7 +128,7 @@ class EmbeddingOutput(BaseModel):
 
 
 def _processor(card: ModelCard, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str]) -> SentenceEmbedding:
-    return SentenceEmbedding(tokenizer, pad_id, input_names, card.max_length)
+    return SentenceEmbedding(tokenizer, pad_id, input_names, card.max_length, settings_of(card).normalize)
 
 
 def v2_signature(card: ModelCard) -> Signature:

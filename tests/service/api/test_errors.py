@@ -9,8 +9,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.api.errors import install_error_handlers
-from service.runtime.errors import BadInput, ObertaError, Overloaded, ProtocolError, ShuttingDown
+from service.api.errors import OPENAI_EMBEDDINGS_PATH, InvalidParameter, install_error_handlers
+from service.runtime.errors import (
+    BadInput,
+    EngineFailed,
+    InferenceTimeout,
+    ObertaError,
+    Overloaded,
+    ProtocolError,
+    ShuttingDown,
+)
 from tests.serving import make_app, wait_ready
 
 
@@ -23,6 +31,7 @@ def _raising_app(error: ObertaError) -> FastAPI:
 
     app.add_api_route("/v1/fail", fail)
     app.add_api_route("/v2/fail", fail)
+    app.add_api_route(OPENAI_EMBEDDINGS_PATH, fail)
     return app
 
 
@@ -44,6 +53,26 @@ def test_an_error_has_its_status_headers_and_the_body_key_of_each_protocol(
     assert (v2.status_code, v2.json()) == (v2_status, {"error": error.message})
     for response in (v1, v2):
         assert {name.lower(): value for name, value in error.headers.items()}.items() <= response.headers.items()
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind", "param", "code"),
+    [
+        (BadInput("inputs[0] is empty"), 400, "invalid_request_error", None, None),
+        (InvalidParameter("model 'm' does not embed", "model"), 400, "invalid_request_error", "model", None),
+        (Overloaded("model 'm' is overloaded", status=429), 429, "rate_limit_error", None, "rate_limit_exceeded"),
+        (ShuttingDown(retry_after_s=3), 503, "server_error", None, None),
+        (EngineFailed("the engine failed"), 500, "server_error", None, None),
+        (InferenceTimeout("no answer within 30 s"), 504, "server_error", None, None),
+    ],
+)
+def test_an_error_on_the_openai_route_has_openais_shape(
+    error: ObertaError, status: int, kind: str, param: str | None, code: str | None
+) -> None:
+    response = TestClient(_raising_app(error)).get(OPENAI_EMBEDDINGS_PATH)
+    assert response.status_code == status
+    assert response.json() == {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
+    assert {name.lower(): value for name, value in error.headers.items()}.items() <= response.headers.items()
 
 
 def _requests_by_status(client: TestClient) -> dict[str, float]:

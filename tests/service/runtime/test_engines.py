@@ -145,6 +145,21 @@ def test_deepsparse_matches_onnxruntime_over_buckets(arch: str, request: pytest.
         np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+@needs_deepsparse
+def test_deepsparse_serves_a_pooled_sentence_embedding_output(embedding_dir: Path) -> None:
+    card = load_card(embedding_dir)
+    options = EngineOptions(max_length=card.max_length, max_batch_size=4, threads=1)
+    deepsparse = load_engine("deepsparse", embedding_dir, card, options)
+    onnxruntime = load_engine("onnxruntime", embedding_dir, card, options)
+    texts: list[object] = ["paris", "the king of france lived in versailles " * 5, "john", "new york", "london"]
+    for batch_texts in (texts[:1], texts):  # one call of the covering shape; 5 rows over the buckets
+        batch = _batch(embedding_dir, onnxruntime, batch_texts)
+        expected, got = onnxruntime.run(batch)[0], deepsparse.run(batch)[0]
+        assert got.shape == expected.shape == (len(batch_texts), 32)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
 def test_compile_order_starts_with_a_shape_that_runs_everything() -> None:
     assert compile_order((1, 16), (32, 64, 128)) == [
         (1, 128), (16, 128), (1, 32), (16, 32), (1, 64), (16, 64)
