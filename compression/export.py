@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
+from tokenizers import Tokenizer
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compression.tasks import task_for
@@ -161,10 +162,20 @@ def check_export(
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, output_dir: Path) -> None:
-    """Save the tokenizer files; the server needs tokenizer.json (a fast tokenizer)."""
+    """Save the tokenizer files; the server needs tokenizer.json (a fast tokenizer).
+
+    tokenizer.json is written without padding or truncation: transformers leaves there whatever the last call
+    asked for (the export checks pad to a fixed length), and a client tokenizing with the file (token-id requests)
+    must get a text's own ids.
+    """
     tokenizer.save_pretrained(str(output_dir))
-    if not (output_dir / "tokenizer.json").is_file():
+    path = output_dir / "tokenizer.json"
+    if not path.is_file():
         raise ConfigError("the tokenizer has no fast (tokenizer.json) form; the server cannot load it")
+    plain = Tokenizer.from_file(str(path))
+    plain.no_padding()
+    plain.no_truncation()
+    plain.save(str(path))
 
 
 def export_model_dir(

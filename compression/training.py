@@ -24,8 +24,9 @@ IGNORED_LABEL = -100
 MASKED_LOGIT = -1e4  # far below any logit, yet finite, so masked positions get probability 0 without NaNs
 
 
-def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int) -> TrainingArguments:
-    """The Trainer's arguments for a loop, shared by fine-tuning and compression runs."""
+def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int, evaluate: bool = True) -> TrainingArguments:
+    """The Trainer's arguments for a loop, shared by fine-tuning and compression runs; without ``evaluate`` the
+    Trainer never evaluates (the task scores the model after training)."""
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=loop.epochs,
@@ -35,7 +36,7 @@ def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int) -> Tra
         per_device_eval_batch_size=max(64, loop.batch_size),
         warmup_steps=loop.warmup_ratio,  # a float below 1 is a share of the steps
         weight_decay=loop.weight_decay,
-        eval_strategy="steps",
+        eval_strategy="steps" if evaluate else "no",
         eval_steps=loop.eval_steps,
         save_strategy="steps",
         save_steps=loop.save_steps,

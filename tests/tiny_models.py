@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
@@ -179,75 +179,37 @@ def make_tiny_token_classifier_dir(
 EMBEDDING_DIMENSION = 32  # the tiny encoders' hidden size
 
 
-class _MeanPooledEncoder(torch.nn.Module):
-    """A sentence encoder as sentence-transformers builds one: token states, their mean over the attention mask, then
-    (optionally) L2 normalisation; the output is [batch, hidden]."""
+SENTENCE_TRANSFORMERS_MODULES = [
+    {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
 
-    def __init__(self, encoder: BertModel, normalize: bool) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.normalize = normalize
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-    ) -> torch.Tensor:
-        states = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2.0, dim=1) if self.normalize else pooled
+def make_tiny_encoder_base(path: Path, normalize: bool = True, seed: int = 0) -> Path:
+    """A tiny random BERT encoder over the sub-word tokenizer, saved as a sentence-transformers model directory that
+    mean-pools and (optionally) normalises: the base a sentence-embedding compression starts from."""
+    torch.manual_seed(seed)
+    tokenizer = tiny_subword_tokenizer()
+    BertModel(_config("bert", len(tokenizer.get_vocab()))).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "1_Pooling").mkdir()
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    modules = SENTENCE_TRANSFORMERS_MODULES if normalize else SENTENCE_TRANSFORMERS_MODULES[:2]
+    (path / "modules.json").write_text(json.dumps(modules))
+    return path
 
 
 def make_tiny_sentence_embedding_dir(
     tmp_path: Path, name: str = "tiny-embed", max_length: int = 32, normalize: bool = True, seed: int = 0
 ) -> Path:
-    """A served sentence-embedding directory: a tiny random BERT over the sub-word tokenizer, mean-pooled (and
-    normalised) inside the graph, whose one output `sentence_embedding` is [batch, EMBEDDING_DIMENSION].
+    """A served sentence-embedding directory: the tiny encoder, mean-pooled (and normalised) inside the graph, whose
+    one output `sentence_embedding` is [batch, EMBEDDING_DIMENSION], written by `oberta export`'s code."""
+    from compression.embedding_model import load_embedding_model, model_settings
+    from compression.export import export_model_dir
 
-    Built here rather than by `oberta export`, so serving tests do not depend on the compression half's support for
-    the task; the graph is what that export writes (TorchScript exporter, opset 14, dynamic batch and sequence axes,
-    the attention mask rewritten).
-    """
-    import onnxruntime as ort
-
-    from compression.export import CHECK_TEXTS, OPSET, sample_inputs, save_tokenizer
-    from service.runtime.card import ModelCard, save_card
-    from service.runtime.graph.attention_mask import simplify_attention_mask_file
-
-    torch.manual_seed(seed)
-    tokenizer = tiny_subword_tokenizer()
-    encoder = BertModel(_config("bert", len(tokenizer.get_vocab())), add_pooling_layer=False)
-    model = _MeanPooledEncoder(encoder, normalize).eval()
-    input_names = ["input_ids", "attention_mask", "token_type_ids"]
-    batch = sample_inputs(tokenizer, input_names)
-    output = Path(tmp_path) / name
-    output.mkdir(parents=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            model,
-            tuple(torch.from_numpy(batch[input_name]) for input_name in input_names),
-            str(output / "model.onnx"),
-            input_names=input_names,
-            output_names=["sentence_embedding"],
-            dynamic_axes={
-                **{input_name: {0: "batch", 1: "sequence"} for input_name in input_names},
-                "sentence_embedding": {0: "batch"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    simplify_attention_mask_file(output / "model.onnx")
-    session = ort.InferenceSession(str(output / "model.onnx"), providers=["CPUExecutionProvider"])
-    other = sample_inputs(tokenizer, input_names, CHECK_TEXTS)  # another batch size and length than the tracing one
-    with torch.no_grad():
-        expected = model(*(torch.from_numpy(other[input_name]) for input_name in input_names)).numpy()
-    np.testing.assert_allclose(session.run(None, other)[0], expected, atol=1e-5)
-    save_tokenizer(tokenizer, output)
-    settings = {"pooling": "mean", "normalize": normalize, "dimension": EMBEDDING_DIMENSION}
-    card = ModelCard(
-        name=name, task="sentence-embedding", labels=[], max_length=max_length, architecture="bert",
-        inputs=input_names, files={"onnxruntime": "model.onnx", "deepsparse": "model.onnx"}, task_settings=settings,
-    )
-    save_card(card, output)
-    return output
+    base = make_tiny_encoder_base(Path(tmp_path) / f"{name}-base", normalize, seed)
+    model = load_embedding_model(str(base))
+    export_model_dir(model, tiny_subword_tokenizer(), Path(tmp_path) / name, name, max_length,
+                     task="sentence-embedding", task_settings=model_settings(model).model_dump())
+    return Path(tmp_path) / name

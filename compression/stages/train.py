@@ -43,14 +43,16 @@ def _trainer(
     recipe, seed = plan.recipe, plan.data.seed
     pruning = recipe.pruning
     collator = prepared.task.collator(prepared.tokenizer)
+    evaluate = prepared.evaluation.in_trainer
     pruner = Pruner(
         find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
         block_size=pruning.obs.block_size, damp=pruning.obs.damp,
     )
     trainer = DistillationTrainer(
-        model=student, args=training_arguments(recipe.training, output_dir=output_dir, seed=seed),
-        train_dataset=prepared.train, eval_dataset=prepared.evaluation.features, data_collator=collator,
+        model=student, args=training_arguments(recipe.training, output_dir=output_dir, seed=seed, evaluate=evaluate),
+        train_dataset=prepared.train, eval_dataset=prepared.evaluation.features if evaluate else None,
+        data_collator=collator,
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=recipe.distillation.hardness if teacher is not None else 0.0,
         temperature=recipe.distillation.temperature, embedding_loss=recipe.distillation.embedding_loss,

@@ -62,6 +62,7 @@ class Evaluation:
 
     features: Features
     score: Callable[[Rows], dict[str, float]]
+    in_trainer: bool = True  # the Trainer can score it during training (False: the features carry no labels)
 
     def trainer_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         """The metric from the Trainer's evaluation predictions (in feature order)."""

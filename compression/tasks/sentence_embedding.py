@@ -184,7 +184,7 @@ class SentenceEmbeddingTask(SpecTask):
         """One feature per distinct validation text, scored by STS Spearman and retrieval."""
         texts = list(dict.fromkeys(text for item in examples for text in texts_of(item)))
         features = self.features(tokenizer, texts, data, config, input_names)
-        return Evaluation(features, lambda rows: embedding_metrics(examples, texts, rows))
+        return Evaluation(features, lambda rows: embedding_metrics(examples, texts, rows), in_trainer=False)
 
     def collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[Features], Any]:
         """Dynamic padding."""

@@ -76,7 +76,10 @@ class SentenceEmbedding:
         self._input_names = check_input_names(input_names)
         self._max_length = max_length
         self._normalize = normalize
-        self._framing = Framing(tokenizer, max_length)
+        try:
+            self._framing: Framing | str = Framing(tokenizer, max_length)
+        except ValueError as exc:  # texts still work; token-id requests are refused with the reason
+            self._framing = str(exc)
 
     def preprocess(self, inputs: Sequence[object]) -> list[Encoded]:
         """Validate and tokenize texts, or frame token ids; raises BadInput naming the offending input."""
@@ -92,6 +95,8 @@ class SentenceEmbedding:
     def _framed(self, index: int, value: object) -> Encoded:
         if not isinstance(value, TokenIds):
             raise BadInput(f"inputs[{index}] must be token ids, as the request's other inputs are")
+        if isinstance(self._framing, str):
+            raise BadInput(f"this model takes texts, not token ids: {self._framing}")
         return self._framing.frame(index, value)
 
     def tokens(self, item: Encoded) -> int:

@@ -79,6 +79,10 @@ def test_a_tokenizer_that_does_not_frame_a_text_cannot_take_token_ids() -> None:
     )
     with pytest.raises(ValueError, match="does not frame a text with special tokens before and after it"):
         Framing(tokenizer, 16)
+    processor = SentenceEmbedding(tokenizer, 0, ["input_ids", "attention_mask"], 16, normalize=True)
+    assert [item.ids for item in processor.preprocess(["a"])] == [[0, 2, 1, 2]]  # texts still embed
+    with pytest.raises(BadInput, match="takes texts, not token ids: the tokenizer does not frame"):
+        processor.preprocess([TokenIds([2])])
     tokenizer.post_processor = None  # no special tokens at all: ids go to the engine as they are
     assert Framing(tokenizer, 16).frame(0, TokenIds([2, 2])).ids == [2, 2]
 
