@@ -23,8 +23,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -
     group = parser.add_argument_group("data")
     group.add_argument("--train-file", required=True,
                        help="training data: .tsv, .csv or .jsonl (text classification), SQuAD .json (question "
-                       "answering) or CoNLL .txt (token classification); optionally .gz")
-    group.add_argument("--validation-file", help="validation data; default: carve --validation-fraction from train")
+                       "answering), CoNLL .txt (token classification) or plain texts, .txt one a line (sentence "
+                       "embedding; see `oberta corpus`); optionally .gz")
+    group.add_argument("--validation-file", help="validation data; default: carve --validation-fraction from train "
+                       "(sentence embedding: scored sentence pairs, e.g. STS-B's train.tsv; required)")
     group.add_argument("--validation-split", choices=SPLITS,
                        help="how text classification carves validation from train: 'sentences' holds out whole "
                        "sentences (texts inside no other text) and drops every text inside one from training, so no "
