@@ -34,11 +34,13 @@ NORMALIZE_MODULE = "sentence_transformers.models.Normalize"
 
 @dataclass
 class SentenceEmbeddingOutput(ModelOutput):
-    """The pooled vector before and after normalisation (``loss`` stays None: the teacher gives the targets)."""
+    """The pooled vector before and after normalisation, and the token states it pools (``loss`` stays None: the
+    teacher gives the targets)."""
 
     loss: torch.Tensor | None = None
     sentence_embedding: torch.Tensor | None = None
     pooled_embedding: torch.Tensor | None = None
+    token_embeddings: torch.Tensor | None = None
 
 
 def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
@@ -62,7 +64,7 @@ def _forward(self: Any, input_ids: torch.Tensor | None = None, attention_mask: t
     states = super(type(self), self).forward(**encoder_inputs).last_hidden_state
     pooled = pool(states, attention_mask, self.config.sentence_pooling)
     embedding = F.normalize(pooled, p=2.0, dim=-1) if self.config.sentence_normalize else pooled
-    return SentenceEmbeddingOutput(sentence_embedding=embedding, pooled_embedding=pooled)
+    return SentenceEmbeddingOutput(sentence_embedding=embedding, pooled_embedding=pooled, token_embeddings=states)
 
 
 @cache

@@ -75,6 +75,9 @@ class DistillationRecipe(_Strict):
         "cosine", description="sentence embedding: 'cosine' (1 - cosine of the served vectors) or 'mse' (of the "
         "pooled vectors before normalisation)"
     )
+    token_states_weight: float = Field(
+        0.0, ge=0, description="sentence embedding: weight of 1 - cosine similarity of each token's final state"
+    )
 
 
 class EngineQuantization(_Strict):

@@ -75,17 +75,26 @@ def distillation_loss(
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature**2
 
 
-def embedding_distillation_loss(student: Any, teacher: Any, kind: EmbeddingLoss) -> torch.Tensor:
+def embedding_distillation_loss(
+    student: Any, teacher: Any, attention_mask: torch.Tensor, kind: EmbeddingLoss, token_states_weight: float
+) -> torch.Tensor:
     """Sentence vectors: 1 - cosine similarity of the served (pooled, maybe normalised) vectors, or the mean squared
-    error of the pooled vectors before normalisation."""
+    error of the pooled vectors before normalisation; plus, weighted, 1 - cosine similarity of every token's state
+    (padding left out), which gives the student a target per token rather than one per text."""
     if kind == "mse":
-        return F.mse_loss(student.pooled_embedding, teacher.pooled_embedding)
-    return (1.0 - F.cosine_similarity(student.sentence_embedding, teacher.sentence_embedding, dim=-1)).mean()
+        loss = F.mse_loss(student.pooled_embedding, teacher.pooled_embedding)
+    else:
+        loss = (1.0 - F.cosine_similarity(student.sentence_embedding, teacher.sentence_embedding, dim=-1)).mean()
+    if token_states_weight:
+        kept = attention_mask.bool()
+        tokens = F.cosine_similarity(student.token_embeddings[kept], teacher.token_embeddings[kept], dim=-1)
+        loss = loss + token_states_weight * (1.0 - tokens).mean()
+    return loss
 
 
 def output_distillation_loss(
     student: Any, teacher: Any, inputs: dict[str, torch.Tensor], temperature: float,
-    embedding_loss: EmbeddingLoss = "cosine",
+    embedding_loss: EmbeddingLoss = "cosine", token_states_weight: float = 0.0,
 ) -> torch.Tensor:
     """Distillation between the student's and the teacher's outputs (ModelOutput objects) for any head.
 
@@ -95,7 +104,8 @@ def output_distillation_loss(
     `embedding_distillation_loss`.
     """
     if isinstance(student, SentenceEmbeddingOutput):
-        return embedding_distillation_loss(student, teacher, embedding_loss)
+        return embedding_distillation_loss(student, teacher, inputs["attention_mask"], embedding_loss,
+                                           token_states_weight)
     if isinstance(student, QuestionAnsweringModelOutput):
         padding = inputs["attention_mask"].eq(0)
         start, end = (
@@ -151,6 +161,7 @@ class DistillationTrainer(Trainer):
         hardness: float = 1.0,
         temperature: float = 2.0,
         embedding_loss: EmbeddingLoss = "cosine",
+        token_states_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -158,6 +169,7 @@ class DistillationTrainer(Trainer):
         self.hardness = hardness
         self.temperature = temperature
         self.embedding_loss: EmbeddingLoss = embedding_loss
+        self.token_states_weight = token_states_weight
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
@@ -194,7 +206,8 @@ class DistillationTrainer(Trainer):
                 self.teacher.to(device)  # type: ignore[arg-type]  # transformers types Module.to too narrowly
             with torch.no_grad():
                 teacher_outputs = self.teacher(**inputs)
-            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding_loss)
+            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding_loss,
+                                          self.token_states_weight)
             loss = kd if loss is None else self.hardness * kd + (1.0 - self.hardness) * loss
         if loss is None:
             raise ValueError(f"{type(model).__name__} has no loss of its own: it learns from a teacher")

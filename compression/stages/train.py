@@ -56,6 +56,7 @@ def _trainer(
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=recipe.distillation.hardness if teacher is not None else 0.0,
         temperature=recipe.distillation.temperature, embedding_loss=recipe.distillation.embedding_loss,
+        token_states_weight=recipe.distillation.token_states_weight,
     )
 
     def samplers(draw: int) -> GradientSampler:

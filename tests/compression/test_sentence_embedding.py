@@ -13,10 +13,11 @@ from transformers import BertModel
 from compression.compress import CompressConfig, compress
 from compression.corpus import outermost, sentences
 from compression.data import load_texts
-from compression.embedding_model import load_embedding_model, model_settings, pool
+from compression.embedding_model import SentenceEmbeddingOutput, load_embedding_model, model_settings, pool
 from compression.recipe import Recipe
 from compression.tasks import DataConfig, task_for
 from compression.tasks.sentence_embedding import Query, ScoredPair, embedding_metrics, retrieval, without_overlaps
+from compression.training import embedding_distillation_loss
 from oberta.cli import main
 from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from service.runtime.errors import ConfigError
@@ -171,3 +172,15 @@ def test_compress_distils_prunes_quantizes_and_serves(encoder_base: Path, tmp_pa
     answers = task.answers(items, [[output[row] for output in outputs] for row in range(2)], PredictOptions())
     assert [len(answer["embedding"]) for answer in answers] == [EMBEDDING_DIMENSION] * 2
     assert [np.linalg.norm(answer["embedding"]) for answer in answers] == pytest.approx([1.0, 1.0], abs=1e-3)
+
+
+def test_embedding_distillation_loss_counts_vectors_and_unpadded_token_states() -> None:
+    vectors = torch.tensor([[1.0, 0.0]])
+    states = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    teacher = SentenceEmbeddingOutput(sentence_embedding=vectors, pooled_embedding=vectors, token_embeddings=states)
+    turned = torch.tensor([[[1.0, 0.0], [0.0, -1.0], [-5.0, 5.0]]])  # the second token opposite, the third padding
+    student = SentenceEmbeddingOutput(sentence_embedding=vectors, pooled_embedding=vectors, token_embeddings=turned)
+    mask = torch.tensor([[1, 1, 0]])
+    assert embedding_distillation_loss(student, teacher, mask, "cosine", 0.0).item() == pytest.approx(0.0)
+    assert embedding_distillation_loss(student, teacher, mask, "cosine", 0.5).item() == pytest.approx(0.5 * 1.0)
+    assert embedding_distillation_loss(student, teacher, mask, "mse", 1.0).item() == pytest.approx(1.0)
