@@ -8,6 +8,7 @@ reshape to -1 heads differ from the patterns it matches), so the fused-operator 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -23,7 +24,12 @@ REPORTED_FUSIONS = ("Attention", "SkipLayerNormalization", "BiasGelu")
 def ort_optimized_int8(fp32_path: Path, output_path: Path, heads: int, hidden: int) -> tuple[Path, dict[str, int]]:
     """Optimize the FP32 BERT-family file for ONNX Runtime, quantize it dynamically; returns the file and how many
     of each reported fusion the optimizer made."""
-    optimized = optimize_model(str(fp32_path), model_type="bert", num_heads=heads, hidden_size=hidden)
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)  # the optimizer logs each fusion at INFO; their counts are returned instead
+    try:
+        optimized = optimize_model(str(fp32_path), model_type="bert", num_heads=heads, hidden_size=hidden)
+    finally:
+        logging.disable(previous)
     statistics = optimized.get_fused_operator_statistics()
     fused = {op: int(statistics.get(op, 0)) for op in REPORTED_FUSIONS}
     with tempfile.TemporaryDirectory(prefix="oberta-ort-optimized-") as workdir:

@@ -3,7 +3,9 @@ an explicit engine, or auto with one usable engine, loads without measuring."""
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from service.runtime.config import EngineChoice
 from service.runtime.engines import ENGINES, DeferredCompilation, Engine, EngineOptions, load_engine
 from service.runtime.engines import registry as engine_registry
 from service.runtime.engines.deepsparse_engine import deepsparse_support
+from service.runtime.engines.registry import EngineLoader
 from service.runtime.engines.selection import chosen, dummy_batch, faster, measure
 
 DEEPSPARSE_USABLE, DEEPSPARSE_REASON = deepsparse_support()
@@ -79,9 +82,23 @@ def test_a_chosen_engine_keeps_deferred_compilation_only_when_it_has_it() -> Non
 
 
 @needs_deepsparse
-def test_auto_measures_both_engines_on_the_first_compiled_shape_and_keeps_the_faster(bert_dir: Path) -> None:
+def test_auto_measures_both_engines_on_the_first_compiled_shape_and_keeps_the_faster(
+    bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: dict[str, weakref.ref[Engine]] = {}
+    for name, loader in list(ENGINES.items()):
+        def recording(path: Path, options: EngineOptions, name: str = name, loader: EngineLoader = loader) -> Engine:
+            engine = loader(path, options)
+            loaded[name] = weakref.ref(engine)
+            return engine
+
+        monkeypatch.setitem(ENGINES, name, recording)
     card = load_card(bert_dir)
     engine = load_engine("auto", bert_dir, card, EngineOptions(max_length=64, max_batch_size=4, threads=1))
+    gc.collect()
+    assert {name: ref() is not None for name, ref in loaded.items()} == {
+        name: name == engine.name for name in ("deepsparse", "onnxruntime")
+    }, "the slower engine must be released"
     selection = engine.info()["selection"]
     rates = selection["items_per_second"]
     assert set(rates) == {"deepsparse", "onnxruntime"} and min(rates.values()) > 0
