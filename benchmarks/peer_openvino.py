@@ -3,7 +3,8 @@
 The FP32 ONNX file is converted with ``openvino.convert_model``, quantized by ``nncf.quantize`` with the transformer
 preset on calibration inputs, and compiled for the CPU per measured shape: batch 1 with the LATENCY hint (one request
 uses every thread); larger batches with the THROUGHPUT hint, the batch split over the requests it asks for, run at
-once (a single request would run on one stream's share of the threads).
+once (a single request would run on one stream's share of the threads), or with LATENCY where it does not split
+evenly.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def openvino_runner(
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     if requests > 1 and batch_size % requests == 0:
         compiled = _compile(core, path, batch_size // requests, length, hint, threads)
-    else:
-        requests = 1
+    elif requests > 1:  # the batch does not split evenly: one request, then with every thread
+        hint, requests = "LATENCY", 1
+        compiled = _compile(core, path, batch_size, length, hint, threads)
     infer_requests = [compiled.create_infer_request() for _ in range(requests)]
     outputs = len(compiled.outputs)
 
