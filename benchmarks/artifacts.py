@@ -1,23 +1,28 @@
-"""Model artifacts for the engine benchmark: dense FP32, dense INT8 and sparse INT8 ONNX files of one shape.
+"""Model artifacts for the engine benchmark: dense FP32, the dense INT8 peers and sparse INT8 files of one shape.
 
 Random weights are enough for speed (dense kernels do not care about values; sparse ones care only about
 where the zeros are), so the bert-base shape is built from a random initialisation and magnitude-pruned to the
 same sparsity and quantized with the recipes' default per-engine settings, as the shipped models are (their
 recipes' ``keep_fp32`` choice for ONNX Runtime is specific to trained weights and is not copied).
+
+The dense INT8 peers are what a user makes from the dense FP32 export in a minute with each runtime's own tools
+(peer_ort.py, peer_openvino.py); the OpenVINO one is skipped, with the reason, when its optional packages are missing.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedModel
 
+from benchmarks.peer_openvino import openvino_int8, openvino_missing
+from benchmarks.peer_ort import ort_optimized_int8
 from compression.base_models import DEFAULT_BASE_MODEL, resolve_base_model
-from compression.export import export_onnx
+from compression.export import export_onnx, sample_inputs
 from compression.pruning.pruner import Pruner, find_layers
 from compression.quantize import quantize_for_engine
 
@@ -41,13 +46,37 @@ SHAPES = {
 }
 
 
+CALIBRATION_TEXTS = (
+    "a gorgeous, witty, seductive movie.",
+    "it is a dull and lifeless film with no point at all.",
+    "the cast is good, but the story drags on without ever finding its heart.",
+    "one of the most beautiful films of the year, and one of the saddest.",
+    "I laughed, I cried, and I would gladly see it again tomorrow.",
+    "the plot makes no sense and the dialogue is worse.",
+    "Angela Merkel met Emmanuel Macron in Berlin on Tuesday to discuss the budget.",
+    "Shares of Apple rose 3% after the company reported record sales in China.",
+    "Who wrote the novel that the film is based on?",
+    "The Amazon is the largest rainforest on Earth and spans nine countries.",
+    "fine.",
+    "a slow, thoughtful and ultimately rewarding drama about two brothers who have not spoken in twenty years.",
+    "Please send the quarterly report to the finance team before Friday.",
+    "the soundtrack is great but the pacing is a mess.",
+    "What time does the museum open on Sundays?",
+    "an overlong, overwrought and underwritten thriller.",
+)
+"""Sentences the OpenVINO peer is calibrated on, tokenized one per batch."""
+
+
 @dataclass
 class Artifacts:
-    """ONNX files of one shape, keyed by what they hold, plus the PyTorch dense model."""
+    """Model files of one shape, keyed by what they hold (``model-engine``, or ``dense-fp32``), the PyTorch dense
+    model, facts about how each file was made, and the peers that could not be built here, with the reason."""
 
     shape: Shape
     torch_model: PreTrainedModel
     files: dict[str, Path]
+    notes: dict[str, dict[str, object]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def random_model(shape: Shape, seed: int = 0) -> PreTrainedModel:
@@ -78,21 +107,21 @@ def calibration_batches(count: int = 4, batch: int = 8, length: int = 64, seed: 
 def build_artifacts(
     shape: Shape, sparsity: float, workdir: Path, sparse_files: dict[str, Path] | None = None
 ) -> Artifacts:
-    """Dense FP32, dense INT8 (ONNX Runtime graph), and sparse INT8 (both engines' graphs) of one shape.
+    """Dense FP32, the dense INT8 peers, and sparse INT8 (both engines' graphs) of one shape.
 
     ``sparse_files`` (engine -> ONNX path, e.g. a shipped model's) replaces the random sparse model.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(DEFAULT_BASE_MODEL))
-    calibration = calibration_batches()
     model = random_model(shape)
-    files = {"dense-fp32": workdir / "dense-fp32.onnx"}
-    export_onnx(model, tokenizer, files["dense-fp32"])
-    files["dense-int8"] = quantize_for_engine(files["dense-fp32"], workdir / "dense-int8.onnx", "onnxruntime",
-                                              calibration)
+    artifacts = Artifacts(shape, model, {"dense-fp32": workdir / "dense-fp32.onnx"})
+    input_names = export_onnx(model, tokenizer, artifacts.files["dense-fp32"])
+    add_dense_peers(artifacts, workdir, [sample_inputs(tokenizer, input_names, (text,)) for text in CALIBRATION_TEXTS])
     if sparse_files is not None:
-        files.update({f"sparse-int8-{engine}": path for engine, path in sparse_files.items()})
-        return Artifacts(shape, model, files)
+        artifacts.files.update({f"sparse-int8-{engine}": path for engine, path in sparse_files.items()})
+        return artifacts
+    files = artifacts.files
+    calibration = calibration_batches()
     sparse = random_model(shape, seed=1)
     Pruner(find_layers(sparse), scorer="magnitude", scope="per-layer").prune(sparsity)
     export_onnx(sparse, tokenizer, workdir / "sparse-fp32.onnx")
@@ -101,4 +130,17 @@ def build_artifacts(
             workdir / "sparse-fp32.onnx", workdir / f"sparse-int8-{engine}.onnx", engine, calibration
         )
     log.info("built %s artifacts in %s", shape.name, workdir)
-    return Artifacts(shape, model, files)
+    return artifacts
+
+
+def add_dense_peers(artifacts: Artifacts, workdir: Path, calibration: list[dict[str, np.ndarray]]) -> None:
+    """Make the dense INT8 peers of the dense FP32 file (OpenVINO's only where its packages are installed)."""
+    shape, fp32 = artifacts.shape, artifacts.files["dense-fp32"]
+    path, fused = ort_optimized_int8(fp32, workdir / "dense-int8-ort-optimized.onnx", shape.heads, shape.hidden)
+    artifacts.files["dense-int8-ort-optimized"] = path
+    artifacts.notes["dense-int8-ort-optimized"] = {"fused": fused}
+    missing = openvino_missing()
+    if missing is not None:
+        artifacts.skipped["dense-int8-openvino"] = missing
+        return
+    artifacts.files["dense-int8-openvino"] = openvino_int8(fp32, workdir / "dense-int8-openvino.xml", calibration)

@@ -1,7 +1,8 @@
 """`oberta bench engines`: items/s and latency of dense and sparse encoders on each engine, interleaved.
 
 Every configuration (shape x model x engine x batch size) runs in short turns, round after round, so that
-drift of the machine (other load, clock changes) spreads over all of them instead of biasing one.
+drift of the machine (other load, clock changes) spreads over all of them instead of biasing one. A configuration
+that cannot run here (a peer whose optional packages are missing) is reported as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.artifacts import SHAPES, Artifacts, build_artifacts
+from benchmarks.peer_openvino import openvino_runner
 from service.runtime.engines.base import Engine, EngineOptions
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def _torch_runner(model: torch.nn.Module) -> Runner:
 
 
 def _load_engine(engine: str, path: Path, batch_size: int, length: int, threads: int | None) -> Engine:
+    """DeepSparse compiled for the one measured shape, or ONNX Runtime (any file it runs, optimized or not)."""
     if engine == "deepsparse":
         from service.runtime.engines.deepsparse_engine import DeepSparseEngine
 
@@ -79,25 +82,46 @@ def _load_engine(engine: str, path: Path, batch_size: int, length: int, threads:
 CASES = (
     ("dense-fp32", "pytorch"),
     ("dense-fp32", "onnxruntime"),
-    ("dense-int8", "onnxruntime"),
+    ("dense-int8", "ort-optimized"),
+    ("dense-int8", "openvino"),
     ("sparse-int8", "deepsparse"),
     ("sparse-int8", "onnxruntime"),
 )
+"""(model, engine) pairs: ``ort-optimized`` is ONNX Runtime on the file its transformer optimizer made."""
 
 
-def build_cases(artifacts: Artifacts, batch_sizes: list[int], length: int, threads: int | None) -> list[Case]:
-    """Every (model, engine) pair of one shape at every batch size."""
-    cases = []
+def file_key(model: str, engine: str) -> str:
+    """The artifacts' key of the file a case runs: the dense FP32 file is shared, the others are per engine."""
+    return model if model == "dense-fp32" else f"{model}-{engine}"
+
+
+def _runner(artifacts: Artifacts, model: str, engine: str, batch_size: int, length: int,
+            threads: int | None) -> tuple[Runner, dict[str, Any]]:
+    if engine == "pytorch":
+        return _torch_runner(artifacts.torch_model), {}
+    key = file_key(model, engine)
+    notes = dict(artifacts.notes.get(key, {}))
+    if engine == "openvino":
+        run, info = openvino_runner(artifacts.files[key], batch_size, length, threads)
+        return run, {**info, **notes}
+    loaded = _load_engine(engine, artifacts.files[key], batch_size, length, threads)
+    return _engine_runner(loaded), {**loaded.info(), **notes}
+
+
+def build_cases(
+    artifacts: Artifacts, batch_sizes: list[int], length: int, threads: int | None
+) -> tuple[list[Case], list[dict[str, Any]]]:
+    """Every (model, engine) pair of one shape at every batch size, and the pairs skipped here (with the reason)."""
+    cases, skipped = [], []
     for model, engine in CASES:
+        reason = artifacts.skipped.get(file_key(model, engine))
+        if reason is not None:
+            skipped.append({"shape": artifacts.shape.name, "model": model, "engine": engine, "reason": reason})
+            continue
         for batch_size in batch_sizes:
-            if engine == "pytorch":
-                runner = _torch_runner(artifacts.torch_model)
-                cases.append(Case(artifacts.shape.name, model, engine, batch_size, runner))
-                continue
-            key = f"{model}-{engine}" if model == "sparse-int8" else model
-            loaded = _load_engine(engine, artifacts.files[key], batch_size, length, threads)
-            cases.append(Case(artifacts.shape.name, model, engine, batch_size, _engine_runner(loaded), loaded.info()))
-    return cases
+            run, info = _runner(artifacts, model, engine, batch_size, length, threads)
+            cases.append(Case(artifacts.shape.name, model, engine, batch_size, run, info))
+    return cases, skipped
 
 
 def measure(cases: list[Case], length: int, rounds: int, seconds_per_turn: float) -> None:
@@ -138,14 +162,20 @@ def summarize(case: Case) -> dict[str, Any]:
 def run_benchmark(
     shapes: list[str], sparse_model_files: dict[str, Path] | None, sparsity: float, batch_sizes: list[int],
     length: int, rounds: int, seconds_per_turn: float, threads: int | None, workdir: Path,
-) -> list[dict[str, Any]]:
-    """Build artifacts for each shape, measure all cases interleaved, and return one summary per case."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Build artifacts for each shape, measure all cases interleaved; returns one summary per case, and the cases
+    skipped here with the reason."""
     if threads:
         torch.set_num_threads(threads)
     cases: list[Case] = []
+    skipped: list[dict[str, Any]] = []
     for name in shapes:
         shipped = sparse_model_files if name == "minilm" else None
         artifacts = build_artifacts(SHAPES[name], sparsity, workdir / name, shipped)
-        cases.extend(build_cases(artifacts, batch_sizes, length, threads))
+        built, missing = build_cases(artifacts, batch_sizes, length, threads)
+        cases.extend(built)
+        skipped.extend(missing)
+    for note in skipped:
+        log.warning("skipped %s %s %s: %s", note["shape"], note["model"], note["engine"], note["reason"])
     measure(cases, length, rounds, seconds_per_turn)
-    return [summarize(case) for case in cases]
+    return [summarize(case) for case in cases], skipped

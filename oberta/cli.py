@@ -274,7 +274,7 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmarks.engines import run_benchmark
-    from benchmarks.report import machine, record_speed, speedups, write_reports
+    from benchmarks.report import machine, record_speed, table, with_ratios, write_reports
     from service.runtime.card import load_card
 
     sparse_files = None
@@ -282,10 +282,11 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
         card = load_card(args.model)
         sparse_files = {str(engine): Path(args.model) / name for engine, name in card.files.items()}
     with tempfile.TemporaryDirectory(prefix="oberta-bench-") as workdir:
-        results = run_benchmark(
+        measured, skipped = run_benchmark(
             args.shapes.split(","), sparse_files, args.sparsity, [int(b) for b in args.batch_sizes.split(",")],
             args.sequence_length, args.rounds, args.seconds_per_turn, args.threads, Path(workdir),
         )
+    results = with_ratios(measured)
     meta = {
         "title": "engines",
         "command": "oberta " + shlex.join(sys.argv[1:]),
@@ -293,16 +294,14 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
         "sequence_length": args.sequence_length,
         "rounds": args.rounds,
         "sparse_model": args.model,
-        "speedups": speedups(results, ("dense-fp32", "onnxruntime"), ("sparse-int8", "deepsparse")),
+        "skipped": skipped,
     }
+    print("\n".join(table(results, skipped)))
     for path in write_reports(results, meta, Path(args.output), args.stem):
         print(f"wrote {path}")
     if args.model and args.record_in_card:
         record_speed(Path(args.model), results, meta)
         print(f"recorded the sparse model's speed in {args.model}/model.yaml")
-    for row in meta["speedups"]:
-        print(f"{row['shape']} batch {row['batch_size']}: sparse INT8 DeepSparse / dense FP32 ONNX Runtime = "
-              f"{row['speedup']:.1f}x")
     return 0
 
 
@@ -312,10 +311,13 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     kinds = parser.add_subparsers(dest="bench", required=True)
     engines = kinds.add_parser(
         "engines",
-        help="items/s and latency: dense FP32 (PyTorch, ONNX Runtime), dense INT8, sparse INT8 (DeepSparse, ORT)",
+        help="items/s and latency: dense FP32 (PyTorch, ONNX Runtime), the dense INT8 peers (ONNX Runtime optimized, "
+        "OpenVINO), sparse INT8 (DeepSparse, ORT)",
         description="Interleaved engine benchmark at each batch size for the MiniLM shape (the shipped sparse "
         "model against random dense models of its shape) and the bert-base shape (random weights, magnitude-"
-        "pruned to --sparsity and quantized like the shipped models).",
+        "pruned to --sparsity and quantized like the shipped models). Every case is also reported as a ratio to "
+        "dense FP32 on ONNX Runtime and to the fastest dense INT8 peer at its batch size; the OpenVINO peer needs "
+        "the extra oberta[peers] and is skipped without it.",
     )
     engines.add_argument("--model", default="models/sentiment",
                          help="shipped sparse INT8 model directory for the MiniLM shape (default models/sentiment)")

@@ -65,7 +65,11 @@ class ModelInfo(BaseModel):
     error: str | None = Field(default=None, description="why loading failed")
     labels: list[str] = Field(description="label names in output order")
     engine: str = Field(description="engine running the model; the configured choice until it is loaded")
-    engine_info: dict[str, Any] = Field(description="engine details, e.g. DeepSparse's fraction_of_supported_ops")
+    engine_info: dict[str, Any] = Field(
+        description="engine details, e.g. DeepSparse's fraction_of_supported_ops, and `selection`: how the engine was "
+        "chosen (`configured`, `reason`; under auto with both engines usable, `items_per_second` of each as measured "
+        "at load on `measured_shape`)"
+    )
     max_length: int = Field(description="maximum sequence length in tokens")
     truncation: Truncation = Field(description="what happens to longer inputs: truncate, or reject with 422")
     max_batch_size: int = Field(description="most inputs per engine call")

@@ -152,7 +152,9 @@ class EndpointConfig(BaseModel):
     )
     engine: EngineChoice = Field(
         default="auto",
-        description="inference engine; auto picks DeepSparse when it imports and supports this CPU, else ONNX Runtime",
+        description="inference engine; auto loads both when DeepSparse imports and supports this CPU and the card has "
+        "both files, times them for a moment on DeepSparse's first compiled shape and keeps the faster (else the "
+        "usable one); an explicit engine is loaded without measuring",
     )
     max_batch_size: int = Field(default=16, ge=1, description="most inputs per engine call")
     max_wait_ms: float = Field(

@@ -1,4 +1,5 @@
-"""`oberta bench engines` smoke test: the shipped sparse model against its dense peers, tiny settings, sane reports."""
+"""`oberta bench engines` smoke test: the shipped sparse model against its dense references and peers, tiny settings,
+sane reports with both ratios."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.peer_openvino import openvino_missing
 from service.runtime.engines.deepsparse_engine import deepsparse_support
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,7 +20,8 @@ SPARSE_MODEL = REPO / "models" / "sentiment"
 CASES = {
     ("dense-fp32", "pytorch"),
     ("dense-fp32", "onnxruntime"),
-    ("dense-int8", "onnxruntime"),
+    ("dense-int8", "ort-optimized"),
+    ("dense-int8", "openvino"),
     ("sparse-int8", "deepsparse"),
     ("sparse-int8", "onnxruntime"),
 }
@@ -40,20 +43,30 @@ def test_bench_engines_writes_sane_reports_for_the_dense_peers_and_the_sparse_mo
 
     report = json.loads((tmp_path / "smoke.json").read_text())
     results, meta = report["results"], report["meta"]
-    assert {(r["model"], r["engine"]) for r in results} == CASES
+    missing = openvino_missing()
+    measured = CASES - ({("dense-int8", "openvino")} if missing else set())
+    assert {(r["model"], r["engine"]) for r in results} == measured
+    assert meta["skipped"] == ([{"shape": "minilm", "model": "dense-int8", "engine": "openvino", "reason": missing}]
+                               if missing else [])
+    peers = [r for r in results if r["model"] == "dense-int8"]
+    best = max(peers, key=lambda r: r["items_per_second"])
     for r in results:
         assert (r["shape"], r["batch_size"]) == ("minilm", 1)
         assert r["calls"] >= 1 and math.isfinite(r["items_per_second"]) and r["items_per_second"] > 0, r
         assert 0 < r["median_ms"] <= r["p99_ms"], r
+        assert r["best_dense_int8"] == f"dense-int8 {best['engine']}"
+        assert math.isclose(r["vs_best_dense_int8"], r["items_per_second"] / best["items_per_second"])
+        assert r["vs_dense_fp32_onnxruntime"] > 0
     (deepsparse,) = [r for r in results if r["engine"] == "deepsparse"]
     assert 0 < deepsparse["engine_info"]["fraction_of_supported_ops"] <= 1
+    (ort_optimized,) = [r for r in results if r["engine"] == "ort-optimized"]
+    assert ort_optimized["engine_info"]["fused"]["SkipLayerNormalization"] == 12  # 6 layers, 2 each
     assert meta["command"].startswith("oberta bench engines --model")
     assert (meta["sequence_length"], meta["rounds"], meta["sparse_model"]) == (16, 1, str(SPARSE_MODEL))
-    (speedup,) = meta["speedups"]
-    assert (speedup["shape"], speedup["batch_size"]) == ("minilm", 1) and speedup["speedup"] > 0
 
     table = (tmp_path / "smoke.md").read_text()
-    assert "| minilm | sparse-int8 | deepsparse | 1 |" in table and "| minilm | 1 |" in table
+    assert "| minilm | sparse-int8 | deepsparse | 1 |" in table and "| minilm | 1 | dense-int8 " in table
     assert (tmp_path / "smoke.png").read_bytes().startswith(b"\x89PNG")
-    assert "sparse INT8 DeepSparse / dense FP32 ONNX Runtime" in result.stdout
+    assert "| shape | model | engine | batch | items/s | vs dense FP32 ORT | vs best dense INT8 |" in result.stdout
+    assert "| minilm | dense-int8 | ort-optimized | 1 |" in result.stdout
     assert (SPARSE_MODEL / "model.yaml").read_bytes() == card_before  # recorded only with --record-in-card

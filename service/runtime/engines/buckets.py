@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from service.runtime.engines.base import EngineOptions
 from service.runtime.errors import ConfigError
 
 SMALLEST_SEQUENCE_BUCKET = 32
@@ -28,6 +29,16 @@ def checked_buckets(buckets: Iterable[int], largest: int | None, what: str) -> t
         limit = f" and at most {largest}" if largest is not None else ""
         raise ConfigError(f"{what} buckets {list(result)} must be non-empty, each at least 1{limit}")
     return result
+
+
+def bucket_grid(options: EngineOptions) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The batch and sequence buckets of an engine compiled for static shapes: the options' own, else batch 1 and
+    max_batch_size, and the default sequence buckets up to max_length; ConfigError when invalid."""
+    batch = checked_buckets(options.batch_buckets or (1, options.max_batch_size), None, "batch")
+    sequence = checked_buckets(
+        options.sequence_buckets or default_sequence_buckets(options.max_length), options.max_length, "sequence"
+    )
+    return batch, sequence
 
 
 def fitting_bucket(buckets: tuple[int, ...], size: int) -> int:

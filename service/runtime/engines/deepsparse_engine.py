@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from service.runtime.engines.base import EngineOptions
-from service.runtime.engines.buckets import checked_buckets, default_sequence_buckets, pad_2d
+from service.runtime.engines.buckets import bucket_grid, pad_2d
 from service.runtime.engines.shape_plan import Shape, cheapest_plan
 from service.runtime.errors import MissingPackage
 from service.runtime.graph.attention_mask import simplify_attention_mask_file
@@ -116,10 +116,7 @@ class DeepSparseEngine:
 
     def __init__(self, path: str | Path, options: EngineOptions) -> None:
         self._deepsparse = import_deepsparse()
-        batch_buckets = checked_buckets(options.batch_buckets or (1, options.max_batch_size), None, "batch")
-        sequence_buckets = checked_buckets(
-            options.sequence_buckets or default_sequence_buckets(options.max_length), options.max_length, "sequence"
-        )
+        batch_buckets, sequence_buckets = bucket_grid(options)
         self._batch_buckets, self._sequence_buckets = batch_buckets, sequence_buckets
         self._threads = options.threads
         self._workdir = tempfile.TemporaryDirectory(prefix="oberta-deepsparse-")

@@ -1,14 +1,18 @@
-"""Engine registry: name -> loader (imports the backend lazily), and the `auto` choice."""
+"""Engine registry: name -> loader (imports the backend lazily), and the `auto` choice (by measured speed where both
+engines are usable)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from service.runtime.card import EngineName, ModelCard
 from service.runtime.config import EngineChoice
 from service.runtime.engines.base import Engine, EngineOptions
+from service.runtime.engines.buckets import bucket_grid
+from service.runtime.engines.selection import chosen, faster, measure
 from service.runtime.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -47,7 +51,8 @@ ENGINES: dict[EngineName, EngineLoader] = {"onnxruntime": _load_onnxruntime, "de
 
 
 def choose_engine(choice: EngineChoice, card: ModelCard) -> tuple[EngineName, str]:
-    """The engine to use for a card and the reason: `auto` prefers DeepSparse when usable, else ONNX Runtime."""
+    """The engine to load first for a card and the reason: `auto` prefers DeepSparse when usable (load_engine then
+    times it against ONNX Runtime when the card has both files), else ONNX Runtime."""
     if choice != "auto":
         if choice not in card.files:
             raise ConfigError(f"model {card.name!r} has no ONNX file for engine {choice} (files: {dict(card.files)})")
@@ -62,17 +67,50 @@ def choose_engine(choice: EngineChoice, card: ModelCard) -> tuple[EngineName, st
     return "onnxruntime", reason
 
 
-def load_engine(choice: EngineChoice, model_dir: Path, card: ModelCard, options: EngineOptions) -> Engine:
-    """Load the engine `choice` resolves to; under `auto`, a DeepSparse compile failure falls back to ONNX Runtime."""
-    name, reason = choose_engine(choice, card)
-    logger.info("model %s: engine %s (%s)", card.name, name, reason)
+def _load(name: EngineName, model_dir: Path, card: ModelCard, options: EngineOptions) -> Engine:
+    return ENGINES[name](model_dir / card.files[name], options)
+
+
+def _load_faster(model_dir: Path, card: ModelCard, options: EngineOptions) -> tuple[Engine, dict[str, Any]]:
+    """Both engines loaded and timed on DeepSparse's first compiled shape; the faster is kept, the other released.
+    When one fails to load, the other is kept."""
     try:
-        engine = ENGINES[name](model_dir / card.files[name], options)
-    except Exception:
-        if choice != "auto" or name == "onnxruntime" or "onnxruntime" not in card.files:
-            raise
+        deepsparse = _load("deepsparse", model_dir, card, options)
+    except Exception as exc:
         logger.warning("model %s: deepsparse failed, falling back to onnxruntime", card.name, exc_info=True)
-        engine = ENGINES["onnxruntime"](model_dir / card.files["onnxruntime"], options)
+        reason = f"deepsparse failed to load ({type(exc).__name__}: {exc})"
+        return _load("onnxruntime", model_dir, card, options), {"configured": "auto", "reason": reason}
+    try:
+        onnxruntime = _load("onnxruntime", model_dir, card, options)
+    except Exception as exc:
+        logger.warning("model %s: onnxruntime failed, keeping deepsparse unmeasured", card.name, exc_info=True)
+        return deepsparse, {"configured": "auto", "reason": f"onnxruntime failed to load ({type(exc).__name__}: {exc})"}
+    candidates = {"deepsparse": deepsparse, "onnxruntime": onnxruntime}
+    batch_buckets, sequence_buckets = bucket_grid(options)
+    batch, length = batch_buckets[0], sequence_buckets[-1]
+    rates = measure(candidates, batch, length)
+    name = faster(rates)
+    measured = ", ".join(f"{engine} {rate:.1f}" for engine, rate in rates.items())
+    reason = f"measured the faster at batch {batch} x sequence {length} (items/s: {measured})"
+    logger.info("model %s: engine %s %s", card.name, name, reason)
+    selection = {"configured": "auto", "reason": reason, "measured_shape": [batch, length],
+                 "items_per_second": {engine: round(rate, 1) for engine, rate in rates.items()}}
+    return candidates[name], selection
+
+
+def load_engine(choice: EngineChoice, model_dir: Path, card: ModelCard, options: EngineOptions) -> Engine:
+    """Load the engine `choice` resolves to, its info saying how it was chosen (``selection``).
+
+    Under `auto` with both engines usable, both are loaded and timed for a moment and the faster is kept
+    (selection.py); without an ONNX Runtime file, a DeepSparse compile failure is raised, else it falls back.
+    """
+    name, reason = choose_engine(choice, card)
+    if choice == "auto" and name == "deepsparse" and "onnxruntime" in card.files:
+        logger.info("model %s: timing deepsparse against onnxruntime (%s)", card.name, reason)
+        engine, selection = _load_faster(model_dir, card, options)
+    else:
+        logger.info("model %s: engine %s (%s)", card.name, name, reason)
+        engine, selection = _load(name, model_dir, card, options), {"configured": choice, "reason": reason}
     info = engine.info()
     logger.info("model %s: %s engine ready: %s", card.name, engine.name, info)
     fraction = info.get("fraction_of_supported_ops")
@@ -82,4 +120,4 @@ def load_engine(choice: EngineChoice, model_dir: Path, card: ModelCard, options:
             card.name,
             100 * fraction,
         )
-    return engine
+    return chosen(engine, selection)

@@ -71,7 +71,10 @@ def test_auto_falls_back_to_onnxruntime_when_deepsparse_fails(
     monkeypatch.setitem(ENGINES, "deepsparse", broken)
     card, options = load_card(bert_dir), EngineOptions(max_length=64, threads=1)
     with caplog.at_level(logging.WARNING):
-        assert load_engine("auto", bert_dir, card, options).name == "onnxruntime"
+        engine = load_engine("auto", bert_dir, card, options)
+    assert engine.name == "onnxruntime"
+    assert engine.info()["selection"] == {"configured": "auto",
+                                          "reason": "deepsparse failed to load (RuntimeError: cannot compile)"}
     assert "falling back to onnxruntime" in caplog.text
     with pytest.raises(RuntimeError, match="cannot compile"):
         load_engine("deepsparse", bert_dir, card, options)
