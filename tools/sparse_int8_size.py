@@ -5,7 +5,8 @@ exported and quantized with a recipe's quantization settings as `oberta compress
 directory (card included, so `oberta evaluate --engine deepsparse` can compile it and report DeepSparse's
 fraction_of_supported_ops). ONNX files store a pruned weight as a dense zero, so a file's size follows from the
 shapes alone, not from which weights were pruned; the accuracy of this untrained model says nothing about a trained
-one. Prints each file's megabytes and weight sparsity, and its largest tensors, as JSON.
+one. Prints as JSON each file's megabytes (also gzipped, for the INT8 files) and weight sparsity, and its largest
+tensors.
 
     python tools/sparse_int8_size.py --model all-mpnet-base-v2 --sparsity 0.9 --output runs/mpnet-int8-90 \\
         --calibration-file ../shared/data/stsb/train.tsv
@@ -14,6 +15,7 @@ one. Prints each file's megabytes and weight sparsity, and its largest tensors, 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import shutil
@@ -48,6 +50,11 @@ def largest_tensors(path: Path, count: int = 3) -> list[dict[str, Any]]:
     arrays.sort(key=lambda item: item[1].nbytes, reverse=True)
     return [{"name": name, "shape": list(array.shape), "type": str(array.dtype),
              "megabytes": round(array.nbytes / 1e6, 2)} for name, array in arrays[:count]]
+
+
+def gzip_megabytes(path: Path) -> float:
+    """The file's size gzipped (level 6), in MB: what its runs of pruned zeros save when stored compressed."""
+    return round(len(gzip.compress(path.read_bytes(), compresslevel=6)) / 1e6, 2)
 
 
 def calibration_batches(tokenizer: Any, texts: list[str], input_names: list[str], max_length: int,
@@ -89,6 +96,7 @@ def build(model: str, sparsity: float, recipe: str, output: Path, calibration_fi
     return {
         "command": command,
         "megabytes": file_megabytes(output, {"fp32": FP32_FILE, **files}),
+        "gzip_megabytes": {name: gzip_megabytes(output / name) for name in sorted(set(files.values()))},
         "weight_sparsity": sparsities,
         "largest_tensors": {name: largest_tensors(output / name) for name in sorted({FP32_FILE, *files.values()})},
     }

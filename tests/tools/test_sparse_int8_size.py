@@ -31,6 +31,7 @@ def test_a_pruned_int8_directory_is_written_and_weighed(tmp_path: Path, capsys: 
     assert (card.task, card.precision, card.architecture) == ("sentence-embedding", "int8", "mpnet")
     assert card.files == {"deepsparse": "model.deepsparse.onnx", "onnxruntime": "model.onnx"}
     assert set(result["megabytes"]) == {"model.fp32.onnx", "model.deepsparse.onnx", "model.onnx"}
+    assert all(0 < result["gzip_megabytes"][name] < result["megabytes"][name] for name in card.files.values())
     assert all(size == pytest.approx(0.75, abs=0.01) for size in result["weight_sparsity"].values())
     assert card.sparsity == result["weight_sparsity"]["model.deepsparse.onnx"]
     # the largest tensors (the feed-forward weights, at this size) are FP32 in the export, 8-bit in the INT8 files
