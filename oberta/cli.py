@@ -1,4 +1,4 @@
-"""The `oberta` command: serve, finetune, export (and later compress, bench).
+"""The `oberta` command: serve, finetune, compress, export, evaluate, corpus, bench.
 
 Subcommands import their heavy dependencies lazily, so `oberta serve` never needs torch.
 """
@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from oberta.task_arguments import add_task_argument, add_task_settings_arguments, task_settings
 from service.runtime.errors import ObertaError
@@ -17,9 +18,17 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -> None:
+    """--task, the data flags, --max-length and the task settings flags (finetune and compress)."""
+    add_task_argument(parser)
+    group = _add_data_files(parser)
+    group.add_argument("--max-length", type=int, help=max_length_help)
+    add_task_settings_arguments(parser)
+
+
+def _add_data_files(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The flags naming the data and how validation is carved from it; returns their group."""
     from compression.validation import SPLITS
 
-    add_task_argument(parser)
     group = parser.add_argument_group("data")
     group.add_argument("--train-file", required=True,
                        help="training data: .tsv, .csv or .jsonl (text classification), SQuAD .json (question "
@@ -47,17 +56,18 @@ def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -
                        help="sentence embedding: a SQuAD .json whose held-out articles (--validation-fraction of "
                        "them) score retrieval, questions against paragraphs; their texts leave training")
     group.add_argument("--max-train-examples", type=int, help="use only the first N training examples")
-    group.add_argument("--max-length", type=int, help=max_length_help)
-    add_task_settings_arguments(parser)
+    return group
 
 
-def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The data settings; the sequence length is the training loop's (--max-length or the recipe's)."""
+def _data_config(args: argparse.Namespace, task: str | None = None,
+                 settings: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    """The data settings of --task and its settings flags (or of the task and settings given); the sequence length is
+    the training loop's (--max-length or the recipe's)."""
     from compression.tasks import DataConfig
 
     return DataConfig(
         train_file=args.train_file,
-        task=args.task,
+        task=task or args.task,
         validation_file=args.validation_file,
         validation_split=args.validation_split,
         validation_fraction=args.validation_fraction,
@@ -69,7 +79,7 @@ def _data_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         round_labels=args.round_labels,
         retrieval_file=args.retrieval_file,
         max_train_examples=args.max_train_examples,
-        task_settings=task_settings(args),
+        task_settings=task_settings(args) if settings is None else settings,
     )
 
 
@@ -202,16 +212,17 @@ def _run_export(args: argparse.Namespace) -> int:
 
     from transformers import AutoTokenizer
 
-    from compression.base_models import loading_from
+    from compression.base_models import loading_from, resolve_base_model
     from compression.export import export_model_dir
     from compression.finetune import TRAINING_INFO
     from compression.tasks import task_for
 
     task = task_for(args.task)
-    model = task.load_model(args.model)
-    with loading_from(args.model):
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
-    info_path = Path(args.model) / TRAINING_INFO
+    path = resolve_base_model(args.model)
+    model = task.load_model(path)
+    with loading_from(path):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    info_path = Path(path) / TRAINING_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     metrics = info.get("validation_metrics", {})
     build = {"command": "oberta " + shlex.join(sys.argv[1:]), "source": args.model, "training": info}
@@ -219,6 +230,48 @@ def _run_export(args: argparse.Namespace) -> int:
                             task=args.task, task_settings=task.card_settings(model, task_settings(args)))
     print(f"exported {card.name} ({card.task}, labels {card.labels}) to {args.output}")
     return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from compression.served_evaluation import evaluate_model_dir
+    from service.runtime.card import load_card
+
+    card = load_card(args.model)
+    result = evaluate_model_dir(Path(args.model), _data_config(args, card.task, card.task_settings),
+                                engine=args.engine, threads=args.threads)
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+        return 0
+    print(f"{result.model} ({result.task}): {result.validation_examples} validation examples, {result.validation}")
+    for score in result.scores:
+        metrics = ", ".join(f"{name} {value:.4f}" for name, value in score.metrics.items())
+        fraction = score.engine_info.get("fraction_of_supported_ops")
+        supported = "" if fraction is None else f" (fraction_of_supported_ops {fraction:.3f})"
+        print(f"{score.file} [{', '.join(score.listed_for)} file] on {score.runtime}{supported}: {metrics}")
+    return 0
+
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="score a served model directory's ONNX files on its task's validation data",
+        description="Read the card of --model (task, files per engine, inputs, max_length, task settings), carve and "
+        "encode the validation data as `oberta compress` does with the same data flags, and print the task's metrics "
+        "of each ONNX file run on ONNX Runtime (the DeepSparse file too, as a graph), or with --engine deepsparse "
+        "of the DeepSparse file on DeepSparse itself.",
+    )
+    parser.add_argument("--model", required=True, help="served model directory, e.g. models/sentiment")
+    parser.add_argument("--engine", choices=("onnxruntime", "deepsparse"), default="onnxruntime",
+                        help="onnxruntime (default): every file on ONNX Runtime; deepsparse: the DeepSparse file on "
+                        "DeepSparse (needs deepsparse and a CPU it supports; every shape is compiled first)")
+    parser.add_argument("--threads", type=int, help="engine threads (default: all cores)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    _add_data_files(parser)
+    parser.set_defaults(handler=_run_evaluate)
 
 
 def _run_corpus(args: argparse.Namespace) -> int:
@@ -258,7 +311,8 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
         description="Export with the TorchScript exporter at opset 14 (DeepSparse's fast path), with dynamic "
         "batch and sequence axes, check ONNX Runtime's outputs against PyTorch, and write model.yaml.",
     )
-    parser.add_argument("--model", required=True, help="trained model directory (e.g. RUN/final)")
+    parser.add_argument("--model", required=True, help="trained model directory (e.g. RUN/final), or a base model "
+                        "alias (all-MiniLM-L6-v2, all-mpnet-base-v2) for --task sentence-embedding")
     parser.add_argument("--output", required=True, help="model directory to write, e.g. models/sentiment")
     parser.add_argument("--name", required=True, help="served model name")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
@@ -389,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_parser(sub)
     _compress_parser(sub)
     _export_parser(sub)
+    _evaluate_parser(sub)
     _corpus_parser(sub)
     _bench_parser(sub)
     return parser

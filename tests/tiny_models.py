@@ -1,4 +1,4 @@
-"""Tiny random BERT and RoBERTa models for tests, built in-process (no downloads, no ../shared)."""
+"""Tiny random BERT, RoBERTa and MPNet models for tests, built in-process (no downloads, no ../shared)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from transformers import (
     BertForSequenceClassification,
     BertForTokenClassification,
     BertModel,
+    MPNetConfig,
+    MPNetModel,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -86,7 +88,7 @@ def tiny_subword_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def _config(arch: str, vocab_size: int, **extra: object) -> PretrainedConfig:
-    """A 2-layer, 32-wide BERT or RoBERTa configuration with eager attention (exportable)."""
+    """A 2-layer, 32-wide BERT, RoBERTa or MPNet configuration with eager attention (exportable)."""
     common = dict(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -101,6 +103,8 @@ def _config(arch: str, vocab_size: int, **extra: object) -> PretrainedConfig:
         return BertConfig(**common)
     if arch == "roberta":
         return RobertaConfig(**common, pad_token_id=0, bos_token_id=2, eos_token_id=3, type_vocab_size=1)
+    if arch == "mpnet":  # no token types; a relative position bias in every attention layer
+        return MPNetConfig(**common, pad_token_id=0, bos_token_id=2, eos_token_id=3)
     raise ValueError(f"unknown architecture {arch!r}")
 
 
@@ -186,12 +190,15 @@ SENTENCE_TRANSFORMERS_MODULES = [
 ]
 
 
-def make_tiny_encoder_base(path: Path, normalize: bool = True, seed: int = 0) -> Path:
-    """A tiny random BERT encoder over the sub-word tokenizer, saved as a sentence-transformers model directory that
-    mean-pools and (optionally) normalises: the base a sentence-embedding compression starts from."""
+ENCODERS = {"bert": BertModel, "mpnet": MPNetModel}
+
+
+def make_tiny_encoder_base(path: Path, normalize: bool = True, seed: int = 0, arch: str = "bert") -> Path:
+    """A tiny random BERT (or MPNet) encoder over the sub-word tokenizer, saved as a sentence-transformers model
+    directory that mean-pools and (optionally) normalises: the base a sentence-embedding compression starts from."""
     torch.manual_seed(seed)
     tokenizer = tiny_subword_tokenizer()
-    BertModel(_config("bert", len(tokenizer.get_vocab()))).save_pretrained(path)
+    ENCODERS[arch](_config(arch, len(tokenizer.get_vocab()))).save_pretrained(path)
     tokenizer.save_pretrained(path)
     (path / "1_Pooling").mkdir()
     (path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))

@@ -16,11 +16,12 @@ from compression.pruning.obs import magnitude_saliency, obs_saliency, obs_update
 
 log = logging.getLogger(__name__)
 
-# The encoder's Linear layers of BERT and RoBERTa: attention projections and both feed-forward layers.
-# Embeddings, the pooler and the task head are left dense.
+# The encoder's Linear layers: attention projections (BERT and RoBERTa: attention.self.{query,key,value} and
+# attention.output.dense; MPNet: attention.attn.{q,k,v,o}) and both feed-forward layers (intermediate.dense,
+# output.dense). Embeddings, MPNet's relative position bias, the pooler and the task head are left dense.
 ENCODER_LINEARS = (
     r"(^|\.)encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
-    r"|intermediate\.dense|output\.dense)$"
+    r"|attention\.attn\.[qkvo]|intermediate\.dense|output\.dense)$"
 )
 
 Gradients = dict[str, torch.Tensor]

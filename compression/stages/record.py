@@ -56,7 +56,8 @@ class TrainingResult(BaseModel):
     build: BuildRecord
 
     def save(self, output: Path) -> None:
-        (output / TRAINING_RESULT).write_text(self.model_dump_json(indent=2))
+        """Write the result as JSON, leaving out settings that do not apply (None), as the card does."""
+        (output / TRAINING_RESULT).write_text(self.model_dump_json(indent=2, exclude_none=True))
 
     @classmethod
     def load(cls, output: Path) -> TrainingResult:

@@ -140,7 +140,9 @@ def test_finetune_refuses_a_task_that_learns_from_a_teacher(tmp_path: Path) -> N
                  "--output", str(tmp_path / "run")]) == 2
 
 
-def test_compress_distils_prunes_quantizes_and_serves(encoder_base: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_compress_distils_prunes_quantizes_and_serves(arch: str, tmp_path: Path) -> None:
+    encoder_base = make_tiny_encoder_base(tmp_path / "base", arch=arch)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TEXTS * 2) + "\n")
     recipe = Recipe.model_validate({
@@ -158,6 +160,7 @@ def test_compress_distils_prunes_quantizes_and_serves(encoder_base: Path, tmp_pa
                                    threads=1))
     assert card is not None and card.task == "sentence-embedding" and card.labels == []
     assert card.task_settings == {"pooling": "mean", "normalize": True, "dimension": EMBEDDING_DIMENSION}
+    assert card.architecture == arch and card.build["pytorch_sparsity"] >= 0.79
     assert card.sparsity is not None and card.sparsity >= 0.79
     for prefix in ("teacher", "student_fp32", "fp32_onnx", "int8_onnxruntime_graph", "int8_deepsparse_graph"):
         assert -1.0 <= card.metrics[f"{prefix}_sts_spearman"] <= 1.0
