@@ -2,7 +2,8 @@
 
 Each file's texts are read by its format: SQuAD `.json` (questions, and the paragraphs cut into sentences), CoNLL
 `.txt` (sentences of tokens), and `.tsv`/`.csv`/`.jsonl` (the text column and any pair column; long texts such as
-IMDB reviews are cut into sentences, HTML line breaks removed). Within a file, a text inside another of its texts is
+IMDB reviews are cut into sentences, HTML line breaks removed; with `whole`, the long texts are also kept whole, so a
+student learns texts as long as the paragraphs it will embed). A piece inside another piece of the same file is
 left out, so SST-2 gives its sentences and not the phrases cut from them. Texts are deduplicated across files, kept
 between a minimum and maximum number of words, sampled per file with a seed, and written one a line, shuffled.
 """
@@ -37,6 +38,7 @@ class CorpusConfig:
     min_words: int = 4
     max_words: int = 64
     seed: int = 42
+    whole: bool = False  # also keep each long text (paragraph, review) whole, besides its sentences
 
 
 def sentences(text: str) -> list[str]:
@@ -45,18 +47,22 @@ def sentences(text: str) -> list[str]:
     return [part.strip() for part in SENTENCE_END.split(flat) if part.strip()]
 
 
-def file_texts(path: str) -> list[str]:
-    """The texts of one file, by its format, cut into sentences."""
+def file_texts(path: str) -> tuple[list[str], list[str]]:
+    """The texts of one file by its format: its short texts and the sentences of its long ones; and, whole, those of
+    its texts that hold several sentences (SQuAD paragraphs, reviews), HTML breaks removed."""
     suffixes = [suffix for suffix in Path(path).suffixes if suffix != ".gz"]
     kind = suffixes[-1].lower() if suffixes else ""
+    if kind == ".txt":
+        return [sentence.text for sentence in load_conll(path)], []
     if kind == ".json":
         articles = load_squad(path)
-        questions = [example.question for article in articles for example in article]
-        paragraphs = dict.fromkeys(example.context for article in articles for example in article)
-        return questions + [sentence for paragraph in paragraphs for sentence in sentences(paragraph)]
-    if kind == ".txt":
-        return [sentence.text for sentence in load_conll(path)]
-    return [sentence for text in load_texts(path) for sentence in sentences(text)]
+        short = [example.question for article in articles for example in article]
+        long_texts = list(dict.fromkeys(example.context for article in articles for example in article))
+    else:
+        short, long_texts = [], load_texts(path)
+    cut = [sentences(text) for text in long_texts]
+    whole = [" ".join(parts) for parts in cut if len(parts) > 1]  # texts of several sentences, e.g. paragraphs
+    return short + [sentence for parts in cut for sentence in parts], whole
 
 
 def outermost(texts: list[str]) -> list[str]:
@@ -75,8 +81,10 @@ def build_corpus(config: CorpusConfig) -> dict[str, int]:
     corpus: list[str] = []
     counts: dict[str, int] = {}
     for path in config.files:
-        texts = [t for t in file_texts(path) if config.min_words <= len(t.split()) <= config.max_words]
-        texts = [t for t in outermost(texts) if normalise(t) not in seen]
+        pieces, whole = file_texts(path)
+        texts = outermost(pieces) + (whole if config.whole else [])
+        texts = [t for t in dict.fromkeys(texts)
+                 if config.min_words <= len(t.split()) <= config.max_words and normalise(t) not in seen]
         if config.max_per_file is not None and len(texts) > config.max_per_file:
             texts = rng.sample(texts, config.max_per_file)
         seen.update(normalise(t) for t in texts)

@@ -278,7 +278,7 @@ def _run_corpus(args: argparse.Namespace) -> int:
     from compression.corpus import CorpusConfig, build_corpus
 
     counts = build_corpus(CorpusConfig(args.files, args.output, args.max_per_file, args.min_words, args.max_words,
-                                       args.seed))
+                                       args.seed, args.whole))
     print(f"wrote {sum(counts.values())} texts to {args.output}: " +
           ", ".join(f"{path} {count}" for path, count in counts.items()))
     return 0
@@ -299,6 +299,9 @@ def _corpus_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-words", type=int, default=4, help="shortest text kept, in words (default 4)")
     parser.add_argument("--max-words", type=int, default=64, help="longest text kept, in words (default 64)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the sampling and order (default 42)")
+    parser.add_argument("--whole", action="store_true",
+                        help="also keep each long text (SQuAD paragraph, review) whole, besides its sentences (up to "
+                        "--max-words); phrases inside other texts are then kept too")
     parser.set_defaults(handler=_run_corpus)
 
 

@@ -95,6 +95,11 @@ def test_oberta_corpus_writes_deduplicated_sentences(tmp_path: Path, capsys: pyt
     assert "a gorgeous witty movie" in texts and "gorgeous witty" not in texts  # a phrase of a sentence
     assert any(text.endswith("?") for text in texts)  # SQuAD questions
     assert f"wrote {len(texts)} texts" in capsys.readouterr().out
+    paragraph = "Google is in New York. John lived in London and works at Google."
+    assert paragraph not in texts
+    assert main(["corpus", *files, "--output", str(output), "--min-words", "2", "--whole"]) == 0
+    with_whole = output.read_text().splitlines()
+    assert paragraph in with_whole and set(texts) < set(with_whole) and "gorgeous witty" not in with_whole
 
 
 def test_training_texts_overlapping_validation_are_dropped() -> None:
