@@ -1,5 +1,5 @@
-"""`engine: auto` by measured speed: the engines timed interleaved, the faster kept, the numbers in the engine's info;
-an explicit engine, or auto with one usable engine, loads without measuring."""
+"""`engine: auto` by measured speed: the engines timed one after another, the faster kept, the numbers in the
+engine's info; an explicit engine, or auto with one usable engine, loads without measuring."""
 
 from __future__ import annotations
 
@@ -44,21 +44,21 @@ class FakeEngine:
         return {"fake": True}
 
 
-def test_the_faster_of_two_engines_is_chosen_from_interleaved_calls() -> None:
+def test_the_faster_of_two_engines_is_chosen_from_a_block_of_calls_each() -> None:
     log: list[tuple[str, tuple[int, ...]]] = []
     engines = {"slow": FakeEngine("slow", 0.02, log), "quick": FakeEngine("quick", 0.002, log)}
     rates = measure(engines, batch=4, length=32, calls=3, budget_s=10)
     assert faster(rates) == "quick"
     assert rates["slow"] == pytest.approx(4 / 0.02, rel=0.5) and rates["quick"] > 2 * rates["slow"]
-    assert [name for name, _ in log] == ["slow", "quick"] * 4  # a warm-up call each, then 3 rounds in turn
+    assert [name for name, _ in log] == ["slow"] * 4 + ["quick"] * 4  # a warm-up call each, then 3 calls, in turn
     assert {shape for _, shape in log} == {(4, 32)}
 
 
-def test_the_measurement_stops_after_the_round_that_spends_the_budget() -> None:
+def test_each_engine_stops_after_the_call_that_spends_its_share_of_the_budget() -> None:
     log: list[tuple[str, tuple[int, ...]]] = []
     engines = {"a": FakeEngine("a", 0.001, log), "b": FakeEngine("b", 0.001, log)}
     measure(engines, batch=1, length=8, calls=5, budget_s=0)
-    assert [name for name, _ in log] == ["a", "b", "a", "b"]  # warm-up, then the one round always run
+    assert [name for name, _ in log] == ["a", "a", "b", "b"]  # warm-up, then the one call always run
 
 
 def test_the_dummy_batch_fits_the_inputs() -> None:
