@@ -88,23 +88,23 @@ def sentence_transformers_settings(path: Path) -> dict[str, Any]:
     return settings
 
 
-def embedding_settings(config: PretrainedConfig, path: str, overrides: dict[str, Any]) -> SentenceEmbeddingSettings:
-    """How the model pools: given overrides, else its config's, else its sentence-transformers files', else defaults."""
-    known: dict[str, Any] = sentence_transformers_settings(Path(path))
+def embedding_settings(config: PretrainedConfig, path: str) -> SentenceEmbeddingSettings:
+    """How the model pools: its config's, else its sentence-transformers files', else defaults."""
     if hasattr(config, "sentence_pooling"):
         known = {"pooling": config.sentence_pooling, "normalize": config.sentence_normalize}
-    values = {**known, **{k: v for k, v in overrides.items() if k != "dimension"}, "dimension": config.hidden_size}
-    return SentenceEmbeddingSettings.model_validate(values)
+    else:
+        known = sentence_transformers_settings(Path(path))
+    return SentenceEmbeddingSettings.model_validate({**known, "dimension": config.hidden_size})
 
 
-def load_embedding_model(path: str, overrides: dict[str, Any] | None = None) -> PreTrainedModel:
+def load_embedding_model(path: str) -> PreTrainedModel:
     """The encoder at path with its pooling forward (eager attention, for export)."""
     with loading_from(path):
         config = AutoConfig.from_pretrained(path)
     encoder_class = MODEL_MAPPING.get(type(config), None)
     if encoder_class is None:
         raise ConfigError(f"{path}: no encoder class for model type {config.model_type!r}")
-    settings = embedding_settings(config, path, overrides or {})
+    settings = embedding_settings(config, path)
     config.sentence_pooling, config.sentence_normalize = settings.pooling, settings.normalize
     with loading_from(path):
         model = embedding_class(encoder_class).from_pretrained(path, config=config, attn_implementation="eager")

@@ -65,7 +65,9 @@ def test_the_model_pools_as_its_sentence_transformers_files_say(encoder_base: Pa
 
 
 def test_a_saved_model_keeps_its_pooling(encoder_base: Path, tmp_path: Path) -> None:
-    load_embedding_model(str(encoder_base), {"pooling": "cls", "normalize": False}).save_pretrained(tmp_path)
+    model = load_embedding_model(str(encoder_base))
+    model.config.sentence_pooling, model.config.sentence_normalize = "cls", False
+    model.save_pretrained(tmp_path)
     assert model_settings(load_embedding_model(str(tmp_path))).model_dump() == {
         "pooling": "cls", "normalize": False, "dimension": EMBEDDING_DIMENSION}
 
