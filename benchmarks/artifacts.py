@@ -6,7 +6,8 @@ same sparsity and quantized with the recipes' default per-engine settings, as th
 recipes' ``keep_fp32`` choice for ONNX Runtime is specific to trained weights and is not copied).
 
 The dense INT8 peers are what a user makes from the dense FP32 export in a minute with each runtime's own tools
-(peer_ort.py, peer_openvino.py); the OpenVINO one is skipped, with the reason, when its optional packages are missing.
+(peer_ort.py, peer_openvino.py), and the dense model in our own ONNX Runtime form; the OpenVINO one is skipped, with
+the reason, when its optional packages are missing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, PreTrainedModel
 
 from benchmarks.peer_openvino import openvino_int8, openvino_missing
-from benchmarks.peer_ort import ort_optimized_int8
+from benchmarks.peer_ort import PEERS, ort_peer
 from compression.base_models import DEFAULT_BASE_MODEL, resolve_base_model
 from compression.export import export_onnx, sample_inputs
 from compression.pruning.pruner import Pruner, find_layers
@@ -136,9 +137,11 @@ def build_artifacts(
 def add_dense_peers(artifacts: Artifacts, workdir: Path, calibration: list[dict[str, np.ndarray]]) -> None:
     """Make the dense INT8 peers of the dense FP32 file (OpenVINO's only where its packages are installed)."""
     shape, fp32 = artifacts.shape, artifacts.files["dense-fp32"]
-    path, fused = ort_optimized_int8(fp32, workdir / "dense-int8-ort-optimized.onnx", shape.heads, shape.hidden)
-    artifacts.files["dense-int8-ort-optimized"] = path
-    artifacts.notes["dense-int8-ort-optimized"] = {"fused": fused}
+    for peer in PEERS:
+        key = f"dense-int8-{peer}"
+        made = ort_peer(peer, fp32, workdir / f"{key}.onnx", shape.heads, shape.hidden)
+        artifacts.files[key] = made.path
+        artifacts.notes[key] = {"fused": made.fused}
     missing = openvino_missing()
     if missing is not None:
         artifacts.skipped["dense-int8-openvino"] = missing

@@ -83,11 +83,13 @@ CASES = (
     ("dense-fp32", "pytorch"),
     ("dense-fp32", "onnxruntime"),
     ("dense-int8", "ort-optimized"),
+    ("dense-int8", "ort-fused"),
     ("dense-int8", "openvino"),
     ("sparse-int8", "deepsparse"),
     ("sparse-int8", "onnxruntime"),
 )
-"""(model, engine) pairs: ``ort-optimized`` is ONNX Runtime on the file its transformer optimizer made."""
+"""(model, engine) pairs: ``ort-optimized`` is ONNX Runtime on the file its transformer optimizer made, ``ort-fused``
+on the dense model in our own ONNX Runtime form (benchmarks/peer_ort.py)."""
 
 
 def file_key(model: str, engine: str) -> str:

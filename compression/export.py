@@ -2,7 +2,9 @@
 
 The exporter is TorchScript-based (``dynamo=False``) at opset 14 with eager attention: that graph keeps
 DeepSparse on its fast path (newer opsets' LayerNormalization and SDPA attention push ops off it).
-The attention mask is rewritten to its [batch, 1, 1, key] form (service/runtime/graph/attention_mask.py).
+The attention mask is rewritten to its [batch, 1, 1, key] form (service/runtime/graph/attention_mask.py); a served
+model's graph then loses the attention heads and feed-forward neurons that structured pruning zeroed
+(compression/compaction.py).
 Every export is checked: its outputs carry the task's names and shapes with dynamic batch and sequence axes, and
 match the PyTorch model's on the tracing batch and on a batch of another size and length.
 """
@@ -19,6 +21,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from compression.compaction import compact_file
 from compression.tasks import task_for
 from service.runtime.card import ModelCard, save_card
 from service.runtime.errors import ConfigError, ExportCheckFailed
@@ -194,6 +197,9 @@ def export_model_dir(
     output_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = output_dir / ONNX_FILE
     input_names = export_onnx(model, tokenizer, onnx_path, task)
+    config = model.config
+    shapes = compact_file(onnx_path, config.hidden_size // config.num_attention_heads)
+    log.info("heads per layer %s, feed-forward neurons per layer %s", shapes.heads, shapes.neurons)
     difference = check_export(model, tokenizer, onnx_path, input_names, task)
     log.info("exported %s; max |ONNX - PyTorch| = %.2e", onnx_path, difference)
     save_tokenizer(tokenizer, output_dir)
@@ -210,7 +216,8 @@ def export_model_dir(
         files={"onnxruntime": ONNX_FILE, "deepsparse": ONNX_FILE},
         precision="fp32",
         metrics=metrics or {},
-        build={**(build or {}), "onnx_parity_max_abs_diff": difference, "opset": OPSET},
+        build={**(build or {}), "onnx_parity_max_abs_diff": difference, "opset": OPSET,
+               "layer_shapes": {"heads": shapes.heads, "neurons": shapes.neurons}},
         task_settings=task_settings or {},
     )
     save_card(card, output_dir)

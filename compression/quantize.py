@@ -1,10 +1,10 @@
-"""Calibrated static INT8 quantization of an exported FP32 ONNX encoder, one artifact per engine.
+"""INT8 quantization of an exported FP32 ONNX encoder, one artifact per engine.
 
 The fastest graph differs per engine (measured on a MiniLM-shaped 90%-sparse model, batch 16, seq 128):
-DeepSparse runs QOperator graphs (QLinearMatMul) with signed symmetric weights on its sparse INT8 path,
-while ONNX Runtime's CPU kernels are fast only with unsigned weights. QDQ graphs push DeepSparse off its
-fast path. So two files are written from one calibration: ``model.deepsparse.onnx`` and ``model.onnx``.
-Weights that were zero stay exactly zero (they quantize to the zero point), so sparsity survives.
+DeepSparse runs calibrated static QOperator graphs with signed symmetric weights on its sparse INT8 path; QDQ
+graphs push it off that path. ONNX Runtime runs fastest the fused-dynamic form of compression/onnxruntime_form.py
+(its recipe setting ``form``); its static form remains. So two files are written: ``model.deepsparse.onnx`` and
+``model.onnx``. Weights that were zero stay exactly zero (they quantize to the zero point), so sparsity survives.
 
 The attention's own products (scores = Q·Kᵀ and context = softmax·V, both inputs activations) can be INT8 too.
 ONNX Runtime's quantizer writes them as QLinearMatMul with a requantized output, which DeepSparse runs outside
@@ -17,10 +17,8 @@ than any other part of quantization. Which of these each engine's file gets is s
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,8 @@ import onnx
 from onnx import helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from compression.onnxruntime_form import optimized_dynamic_int8
+from compression.quantizer_logs import quiet_quantizer
 from compression.recipe import EngineQuantization, QuantizationRecipe
 
 log = logging.getLogger(__name__)
@@ -37,33 +37,10 @@ CALIBRATION_METHODS = {
     "percentile": CalibrationMethod.Percentile,
     "entropy": CalibrationMethod.Entropy,
 }
+ENCODER_NODE = re.compile(r"encoder/layer\.\d+/|^/oberta/attention\.\d+/")
+"""Node names of the encoder's layers in our exports (the exporter names nodes by module path)."""
 WEIGHT_TYPES = {"deepsparse": QuantType.QInt8, "onnxruntime": QuantType.QUInt8}
 INT8_FILES = {"deepsparse": "model.deepsparse.onnx", "onnxruntime": "model.onnx"}
-
-
-class _DemoteQuantizerLogs(logging.Filter):
-    """Turns ONNX Runtime's quantizer chatter ("Please consider pre-processing", one "Ignore MatMul" line per
-    attention product), which it logs on the root logger, into debug records: dropped unless debug logging is on."""
-
-    QUANTIZER = f"{os.sep}onnxruntime{os.sep}quantization{os.sep}"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.QUANTIZER not in record.pathname or record.levelno >= logging.ERROR:
-            return True
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger().isEnabledFor(logging.DEBUG)
-
-
-@contextmanager
-def quiet_quantizer() -> Iterator[None]:
-    """Within the block, ONNX Runtime's quantizer logs below ERROR only at debug level."""
-    demote = _DemoteQuantizerLogs()
-    root = logging.getLogger()
-    root.addFilter(demote)
-    try:
-        yield
-    finally:
-        root.removeFilter(demote)
 
 
 class BatchReader(CalibrationDataReader):
@@ -96,11 +73,16 @@ def quantize_for_engine(
     calibration_method: str = "minmax",
     settings: EngineQuantization | None = None,
 ) -> Path:
-    """Static INT8 (QOperator format: MatMul layers and the embedding Gathers) tuned for one engine.
+    """INT8 tuned for one engine: static (QOperator format: MatMul layers and the embedding Gathers, calibrated on
+    ``batches``) or, for ONNX Runtime's ``fused-dynamic`` form, fused and dynamically quantized.
 
     ``settings`` default to the recipe defaults of that engine.
     """
     settings = settings or QuantizationRecipe.model_validate({}).for_engine(engine)
+    if settings.form == "fused-dynamic":
+        made = optimized_dynamic_int8(fp32_path, output_path, heads=0, hidden=0, fuse_own_attention=True)
+        log.info("%s: ONNX Runtime form with fused %s", output_path.name, made.fused)
+        return output_path
     with quiet_quantizer():
         quantize_static(
             str(fp32_path),
@@ -187,24 +169,28 @@ def _zero_points(graph: onnx.GraphProto) -> dict[str, str]:
             points[node.input[3]] = node.input[5]
         elif node.op_type == "MatMulInteger" and len(node.input) > 3:
             points[node.input[1]] = node.input[3]
+        elif node.op_type == "QAttention" and len(node.input) > 7:
+            points[node.input[1]] = node.input[7]
     return points
 
 
 def weight_sparsity(onnx_path: Path) -> dict[str, float | int]:
-    """Sparsity of the MatMul weights stored in an ONNX file (INT8 entries equal to their zero point count).
+    """Sparsity of the encoder's Linear weights stored in an ONNX file (INT8 entries equal to their zero point count).
 
-    Only 2-D MatMul weights are counted: in our exports these are the encoder's Linear layers (the pooler and a
-    sequence classifier's head export as Gemm) plus, for question answering and token classification, the small
-    per-token head (a MatMul; under 0.05% of a MiniLM encoder's weights).
+    Counted: the 2-D weights of MatMul-like nodes named for an encoder layer (``.../encoder/layer.N/...``) and of
+    our fused attention (``/oberta/attention.N/...``: Q, K and V packed). The pooler and task heads stay dense
+    and are left out (ONNX Runtime's optimizer turns their Gemm into MatMul).
     """
     model = onnx.load(str(onnx_path))
     initializers = {t.name: t for t in model.graph.initializer}
     zero_points = _zero_points(model.graph)
     weights: list[tuple[np.ndarray, np.ndarray | int]] = []
     for node in model.graph.node:
+        if not ENCODER_NODE.search(node.name):
+            continue
         if node.op_type == "QLinearMatMul" and node.input[3] in initializers:
             name = node.input[3]
-        elif node.op_type in ("MatMul", "MatMulInteger") and node.input[1] in initializers:
+        elif node.op_type in ("MatMul", "MatMulInteger", "QAttention") and node.input[1] in initializers:
             name = node.input[1]
         else:
             continue

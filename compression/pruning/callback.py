@@ -89,8 +89,8 @@ class PruningCallback(TrainerCallback):
     ) -> None:
         self.schedule = self.build_schedule(state.max_steps, args.num_train_epochs)
         log.info("pruning steps: %s", self.schedule.update_steps())
+        self.pruner.masks_from_weights()  # zeros the student starts with (removed heads and neurons) stay zero
         if state.global_step > 0:
-            self.pruner.masks_from_weights()
             log.info("resumed at step %d with sparsity %.4f", state.global_step, self.pruner.sparsity())
         elif self.schedule.is_update_step(0):
             self.prune_at(0)

@@ -32,12 +32,15 @@ class BuildRecord(BaseModel):
     train_features: int
     pruning_history: list[dict[str, Any]]
     pytorch_sparsity: float
+    student_layers: list[int] | None = None  # the starting model's layers the student kept (None: all)
+    removed_heads: list[list[int]] | None = None  # per layer, the heads structured pruning removed
     training_device: str
     training_wall_clock_seconds: int
     export_command: str | None = None  # set when the export ran as a stage of its own
     export_overrides: dict[str, Any] | None = None
     onnx_parity_max_abs_diff: float | None = None
     opset: int | None = None
+    layer_shapes: dict[str, list[int]] | None = None  # heads and feed-forward neurons per layer in the graph
     quantization: dict[str, Any] | None = None
     file_megabytes: dict[str, float] | None = None
     export_wall_clock_seconds: int | None = None

@@ -3,6 +3,7 @@ training result."""
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,9 +14,11 @@ from transformers import PreTrainedModel
 from compression.base_models import resolve_base_model
 from compression.pruning.callback import GradientSampler, PruningCallback
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
+from compression.recipe import StudentRecipe
 from compression.stages.config import CompressConfig, Plan
 from compression.stages.prepare import Prepared, prefixed, prepare, score
 from compression.stages.record import TRAINED, BuildRecord, TrainingResult
+from compression.structure import Removed, keep_layers, prune_structures
 from compression.tasks import task_for
 from compression.training import (
     DistillationTrainer,
@@ -25,6 +28,8 @@ from compression.training import (
     training_arguments,
 )
 from service.runtime.errors import ConfigError
+
+STRUCTURE_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,20 @@ def _trainer(
     return trainer, callback
 
 
+def _prune_structures(student: PreTrainedModel, prepared: Prepared, shape: StudentRecipe, seed: int) -> Removed | None:
+    """Remove the recipe's heads and neurons, scored on a seeded sample of the training features."""
+    if not shape.prunes_structures:
+        return None
+    sample = random.Random(seed).sample(prepared.train, min(shape.calibration_samples, len(prepared.train)))
+    collate = prepared.task.collator(prepared.tokenizer)
+    batches = (
+        {name: value for name, value in collate(sample[i : i + STRUCTURE_BATCH]).items()
+         if name in prepared.input_names}
+        for i in range(0, len(sample), STRUCTURE_BATCH)
+    )
+    return prune_structures(student, batches, shape.heads, shape.neurons)
+
+
 def train(config: CompressConfig, plan: Plan) -> Trained:
     """Prune with distillation, save ``trained/`` and ``training_result.json`` in the output directory."""
     started = time.time()
@@ -77,7 +96,10 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     student_path = resolve_base_model(config.model)
     task = task_for(plan.data.task)
     student = task.load_model(student_path)
+    if recipe.student.layers is not None:
+        keep_layers(student, recipe.student.layers)
     prepared = prepare(plan.data, student_path, student)
+    removed = _prune_structures(student, prepared, recipe.student, plan.data.seed)
     teacher_path = config.teacher or recipe.distillation.teacher
     if teacher_path is None and task.needs_teacher:
         raise ConfigError(f"{task.name} has no labels and learns from a teacher: name one (--teacher, or the dense "
@@ -112,6 +134,8 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         train_features=len(prepared.train),
         pruning_history=callback.history,
         pytorch_sparsity=callback.pruner.sparsity(),
+        student_layers=recipe.student.layers,
+        removed_heads=removed.heads if removed is not None else None,
         training_device=str(student.device),
         training_wall_clock_seconds=round(time.time() - started),
     )

@@ -21,6 +21,7 @@ CASES = {
     ("dense-fp32", "pytorch"),
     ("dense-fp32", "onnxruntime"),
     ("dense-int8", "ort-optimized"),
+    ("dense-int8", "ort-fused"),
     ("dense-int8", "openvino"),
     ("sparse-int8", "deepsparse"),
     ("sparse-int8", "onnxruntime"),
@@ -61,6 +62,8 @@ def test_bench_engines_writes_sane_reports_for_the_dense_peers_and_the_sparse_mo
     assert 0 < deepsparse["engine_info"]["fraction_of_supported_ops"] <= 1
     (ort_optimized,) = [r for r in results if r["engine"] == "ort-optimized"]
     assert ort_optimized["engine_info"]["fused"]["SkipLayerNormalization"] == 12  # 6 layers, 2 each
+    (ort_fused,) = [r for r in results if r["engine"] == "ort-fused"]
+    assert ort_fused["engine_info"]["fused"]["Attention"] == 6
     assert meta["command"].startswith("oberta bench engines --model")
     assert (meta["sequence_length"], meta["rounds"], meta["sparse_model"]) == (16, 1, str(SPARSE_MODEL))
 

@@ -48,11 +48,24 @@ def test_the_ort_optimized_peer_is_fused_dynamic_int8_and_computes_the_model(
 ) -> None:
     artifacts, batch, expected = tiny
     fused = artifacts.notes["dense-int8-ort-optimized"]["fused"]
-    assert fused == {"Attention": 0, "SkipLayerNormalization": 4, "BiasGelu": 2}  # 2 layers; attention: see peer_ort
+    assert fused == {"Attention": 0, "SkipLayerNormalization": 4, "BiasGelu": 2,  # 2 layers; attention: see peer_ort
+                     "EmbedLayerNormalization": 0}
     engine = OnnxRuntimeEngine(artifacts.files["dense-int8-ort-optimized"], threads=1)
     ops = {node.op_type for node in onnx.load(str(artifacts.files["dense-int8-ort-optimized"])).graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger", "SkipLayerNormalization", "BiasGelu"} <= ops
     np.testing.assert_allclose(engine.run(batch)[0], expected, atol=2e-3)
+
+
+def test_the_ort_fused_peer_is_the_dense_model_with_int8_attention(
+    tiny: tuple[Artifacts, dict[str, np.ndarray], np.ndarray],
+) -> None:
+    artifacts, batch, expected = tiny
+    assert artifacts.notes["dense-int8-ort-fused"]["fused"] == {
+        "Attention": 2, "SkipLayerNormalization": 4, "BiasGelu": 2, "EmbedLayerNormalization": 1}
+    ops = {node.op_type for node in onnx.load(str(artifacts.files["dense-int8-ort-fused"])).graph.node}
+    assert {"QAttention", "QEmbedLayerNormalization", "MatMulInteger"} <= ops
+    engine = OnnxRuntimeEngine(artifacts.files["dense-int8-ort-fused"], threads=1)
+    np.testing.assert_allclose(engine.run(batch)[0], expected, atol=2e-2)
 
 
 @needs_openvino
@@ -96,7 +109,7 @@ def test_without_openvino_its_peer_is_skipped_with_a_note(tmp_path: Path, monkey
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
     assert openvino_missing() == MISSING
     artifacts, _ = _tiny_artifacts(tmp_path)
-    assert set(artifacts.files) == {"dense-fp32", "dense-int8-ort-optimized"}
+    assert set(artifacts.files) == {"dense-fp32", "dense-int8-ort-optimized", "dense-int8-ort-fused"}
     assert artifacts.skipped == {"dense-int8-openvino": MISSING}
     monkeypatch.setattr(bench_engines, "CASES", (("dense-int8", "ort-optimized"), ("dense-int8", "openvino")))
     cases, skipped = build_cases(artifacts, [1], LENGTH, threads=1)

@@ -20,7 +20,7 @@ from compression.compress import CompressConfig, compress
 from compression.finetune import DataConfig
 from compression.pruning.callback import PruningCallback
 from compression.quantize import weight_sparsity
-from compression.recipe import Recipe, load_recipe
+from compression.recipe import Recipe, StudentRecipe, load_recipe
 from compression.stages.record import BuildRecord
 from compression.training import final_evaluation, training_arguments
 from oberta.cli import main
@@ -54,6 +54,22 @@ def _config(recipe: Recipe, dense_dir: Path, output: Path) -> CompressConfig:
     data = DataConfig(train_file=str(FIXTURES / "sentiment.tsv"), validation_fraction=0.25)
     return CompressConfig(recipe=recipe, recipe_source="test", model=str(dense_dir), teacher=str(dense_dir),
                           data=data, output_dir=str(output), name="tiny-sparse", threads=1)
+
+
+def test_a_smaller_student_drops_layers_heads_and_neurons_and_keeps_them_dropped(dense_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    recipe = tiny_recipe().model_copy(update={"student": StudentRecipe(layers=[1], heads=1, neurons=32)})
+    card = compress(_config(recipe, dense_dir, tmp_path / "run"))
+    assert card.build["student_layers"] == [1] and len(card.build["removed_heads"]) == 1
+    assert card.build["layer_shapes"] == {"heads": [1], "neurons": [32]}
+    weights = load_file(str(tmp_path / "run" / "trained" / "model.safetensors"))
+    assert "bert.encoder.layer.1.output.dense.weight" not in weights  # one layer left
+    output = weights["bert.encoder.layer.0.output.dense.weight"]
+    assert int((output == 0).all(dim=0).sum()) >= 32  # the removed neurons stayed zero through training
+    for name in card.files.values():
+        session = ort.InferenceSession(str(tmp_path / "run" / "model" / name), providers=["CPUExecutionProvider"])
+        feed = {i.name: np.ones((2, 5), dtype=np.int64) for i in session.get_inputs()}
+        assert session.run(None, feed)[0].shape == (2, 2)
 
 
 @pytest.mark.parametrize(("scorer", "structure"), [("obs", "unstructured"), ("magnitude", "4-block")])

@@ -47,6 +47,12 @@ def sparse_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _static(engine: str) -> EngineQuantization:
+    """The engine's static-form settings: the recipe default for DeepSparse, the static form for ONNX Runtime."""
+    return QuantizationRecipe.model_validate({}).deepsparse if engine == "deepsparse" else (
+        EngineQuantization.model_validate({}))
+
+
 def _quantized_weights(path: Path) -> list[onnx.TensorProto]:
     """The weight initializers of the INT8 products (QLinearMatMul or MatMulInteger) of a graph."""
     graph = onnx.load(str(path)).graph
@@ -59,7 +65,7 @@ def _quantized_weights(path: Path) -> list[onnx.TensorProto]:
 @pytest.mark.parametrize("engine", ["deepsparse", "onnxruntime"])
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
 def test_int8_keeps_sparsity_and_runs(sparse_fp32: Path, tmp_path: Path, engine: str, method: str) -> None:
-    out = quantize_for_engine(sparse_fp32, tmp_path / "int8.onnx", engine, _calibration(), method)
+    out = quantize_for_engine(sparse_fp32, tmp_path / "int8.onnx", engine, _calibration(), method, _static(engine))
     measured = weight_sparsity(out)
     assert measured["matrices"] == 12
     # every pruned zero stays zero; a few tiny weights may also round to the zero point
@@ -73,10 +79,16 @@ def test_int8_keeps_sparsity_and_runs(sparse_fp32: Path, tmp_path: Path, engine:
     assert session.run(None, _calibration(7)[0])[0].shape == (4, 2)
 
 
+def test_the_fused_dynamic_form_keeps_sparsity(sparse_fp32: Path, tmp_path: Path) -> None:
+    out = quantize_for_engine(sparse_fp32, tmp_path / "fused.onnx", "onnxruntime", [])
+    measured = weight_sparsity(out)
+    assert measured["matrices"] == 8  # per layer: the packed Q, K, V of QAttention, the attention output, 2 FFN
+    assert 0.75 <= measured["sparsity"] < 0.76
+
+
 @pytest.mark.parametrize("engine", ["deepsparse", "onnxruntime"])
 def test_keep_fp32_leaves_the_matching_layers_in_float(sparse_fp32: Path, tmp_path: Path, engine: str) -> None:
-    settings = QuantizationRecipe.model_validate({}).for_engine(engine)
-    settings = settings.model_copy(update={"keep_fp32": [r"layer\.0/output/dense/"]})
+    settings = _static(engine).model_copy(update={"keep_fp32": [r"layer\.0/output/dense/"]})
     out = quantize_for_engine(sparse_fp32, tmp_path / "mixed.onnx", engine, _calibration(), settings=settings)
     nodes = onnx.load(str(out)).graph.node
     float_matmuls = [n.name for n in nodes if n.op_type == "MatMul" and "output/dense" in n.name
@@ -89,7 +101,7 @@ def test_keep_fp32_leaves_the_matching_layers_in_float(sparse_fp32: Path, tmp_pa
 @pytest.mark.parametrize("engine", ["deepsparse", "onnxruntime"])
 def test_per_channel_gives_each_output_column_its_weight_scale(sparse_fp32: Path, tmp_path: Path,
                                                                engine: str) -> None:
-    settings = QuantizationRecipe.model_validate({}).for_engine(engine).model_copy(update={"per_channel": True})
+    settings = _static(engine).model_copy(update={"per_channel": True})
     out = quantize_for_engine(sparse_fp32, tmp_path / "per-channel.onnx", engine, _calibration(), settings=settings)
     graph = onnx.load(str(out)).graph
     initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
