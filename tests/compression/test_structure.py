@@ -18,6 +18,7 @@ from compression.embedding_model import load_embedding_model, model_settings
 from compression.export import export_model_dir, sample_inputs
 from compression.quantize import quantize_for_engine
 from compression.structure import encoder_layers, keep_layers, layer_linears, prune_structures, remove_input_groups
+from service.runtime.card import load_card
 from tests.tiny_models import (
     WORDS,
     make_tiny_encoder_base,
@@ -86,7 +87,7 @@ def shrunk(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, P
 def test_the_export_drops_dead_heads_and_neurons_and_computes_the_same(
     shrunk: tuple[torch.nn.Module, Path],
 ) -> None:
-    model, output = shrunk
+    _, output = shrunk
     graph = onnx.load(str(output / "model.onnx")).graph
     shapes = {t.name: tuple(t.dims) for t in graph.initializer}
     assert shapes["/oberta/compact/layer.0/query/weight"] == (32, 16)
@@ -94,8 +95,6 @@ def test_the_export_drops_dead_heads_and_neurons_and_computes_the_same(
     assert shapes["/oberta/compact/layer.1/intermediate/weight"] == (32, 40)
     assert shapes["/oberta/compact/layer.1/output/weight"] == (40, 32)
     assert max(np.prod(s) for n, s in shapes.items() if "encoder" in n and "LayerNorm" not in n) < 64 * 32
-    from service.runtime.card import load_card
-
     assert load_card(output).build["layer_shapes"] == {"heads": [1, 1], "neurons": [40, 40]}
 
 
