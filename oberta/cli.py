@@ -363,8 +363,8 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="benchmarks (engines, http)", description="Measure speed; results go to "
-                            "benchmarks/results/ as JSON, markdown and PNG.")
+    parser = sub.add_parser("bench", help="benchmarks (engines, http, chart)",
+                            description="Measure speed; results go to benchmarks/results/ as JSON, markdown and PNG.")
     kinds = parser.add_subparsers(dest="bench", required=True)
     engines = kinds.add_parser(
         "engines",
@@ -391,6 +391,46 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                          help="write the measured speed of the --model into its model.yaml")
     engines.set_defaults(handler=_run_bench_engines)
     _bench_http_parser(kinds)
+    _bench_chart_parser(kinds)
+
+
+def _run_bench_chart(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from benchmarks.accuracy_speed import draw
+    from service.runtime.card import load_card
+
+    cards = {Path(directory).name: load_card(directory) for directory in args.models}
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / f"{args.stem}.png"
+    points = draw(cards, path, "oberta " + shlex.join(sys.argv[1:]))
+    for point in points:
+        ratio = "" if point.vs_best_dense_int8 is None else f" {point.vs_best_dense_int8:.2f}x"
+        scored = "" if point.measured else " (teacher's score)"
+        print(f"{point.model:<20} {point.case:<26} {point.items_per_second:8.1f} items/s{ratio:>8}  "
+              f"{point.score:.4f}{scored}")
+    missing = sorted(set(cards) - {point.model for point in points})
+    for name in missing:
+        print(f"{name}: no INT8 scores with a recorded speed (run oberta bench engines --record-in-card)")
+    print(f"wrote {path}")
+    return 0
+
+
+def _bench_chart_parser(kinds: argparse._SubParsersAction) -> None:
+    chart = kinds.add_parser(
+        "chart", help="accuracy against speed of model directories, from their cards",
+        description="Draw each model's INT8 files (DeepSparse and ONNX Runtime) as the task's score on the card's "
+        "validation against items/s at batch 16, with the dense references of the same benchmark run (dense FP32 "
+        "ONNX Runtime and the dense INT8 peers, drawn at the dense teacher's score). Speeds come from `oberta bench "
+        "engines --model DIR --record-in-card`.",
+    )
+    chart.add_argument("--models", nargs="+", required=True, help="model directories (their model.yaml cards)")
+    chart.add_argument("--output", default="benchmarks/results", help="results directory")
+    chart.add_argument("--stem", default="accuracy-speed", help="file name stem of the chart (default "
+                       "accuracy-speed)")
+    chart.set_defaults(handler=_run_bench_chart)
 
 
 def _run_bench_http(args: argparse.Namespace) -> int:
