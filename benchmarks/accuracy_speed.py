@@ -5,7 +5,8 @@ Everything comes from the model cards: the scores from compression (``int8_<engi
 ``teacher_<metric>``), the speeds from ``oberta bench engines --record-in-card`` (an interleaved run that includes
 the dense INT8 peers). The peers' own INT8 accuracy is not measured: they are drawn at the dense FP32 teacher's
 score, hollow, and the legend says so. Speeds of different cards come from different runs; each point's label
-gives its ratio to the best dense INT8 peer of its own run, which is what compares across runs.
+gives its ratio to the best dense INT8 peer of its own run, which is what compares across runs. Cards whose
+validations were made differently (the card's ``build.validation.method``) get panels of their own.
 """
 
 from __future__ import annotations
@@ -61,21 +62,27 @@ def card_points(name: str, card: ModelCard) -> list[Point]:
     return points
 
 
+def panel(card: ModelCard) -> tuple[str, str]:
+    """The task and how its validation was made: scores on different validations share no axis."""
+    validation = card.build.get("validation") or {}
+    return card.task, str(validation.get("method", "not recorded"))
+
+
 def draw(cards: dict[str, ModelCard], path: Path, command: str) -> list[Point]:
-    """One panel per task; returns the points drawn."""
+    """One panel per task and validation method; returns the points drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted({card.task for card in cards.values()})
-    figure, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5.5), squeeze=False)
+    panels = sorted({panel(card) for card in cards.values()})
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
     drawn: list[Point] = []
-    for axis, task in zip(axes[0], tasks, strict=True):
+    for axis, (task, method) in zip(axes[0], panels, strict=True):
         for name, card in cards.items():
-            if card.task != task:
+            if panel(card) != (task, method):
                 continue
-            for point in card_points(name, card):
+            for index, point in enumerate(card_points(name, card)):
                 drawn.append(point)
                 marker = "o" if "deepsparse" in point.case else "s" if "onnxruntime" in point.case else "^"
                 face = None if point.measured else "none"
@@ -83,10 +90,10 @@ def draw(cards: dict[str, ModelCard], path: Path, command: str) -> list[Point]:
                              edgecolors="black" if point.measured else "grey", s=40)
                 ratio = "" if point.vs_best_dense_int8 is None else f" ({point.vs_best_dense_int8:.2f}x)"
                 axis.annotate(f"{name}: {point.case}{ratio}", (point.items_per_second, point.score), fontsize=6,
-                              xytext=(4, 3), textcoords="offset points")
+                              xytext=(4, 3 - 9 * (index % 4)), textcoords="offset points")  # stagger neighbours
         axis.set_xlabel(f"items/s at batch {BATCH}, sequence 128 (ratio to the run's best dense INT8 peer)")
         axis.set_ylabel(f"{METRICS[task]} on the card's validation")
-        axis.set_title(task)
+        axis.set_title(f"{task}, validation split: {method}")
         axis.margins(x=0.25, y=0.1)
     figure.suptitle(f"{command}\nfilled: INT8 files as shipped, scored; hollow: dense references drawn at the dense "
                     "FP32 teacher's score (their own INT8 score not measured)", fontsize=8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.accuracy_speed import card_points
+from benchmarks.accuracy_speed import card_points, panel
 from oberta.cli import main
 from service.runtime.card import load_card, save_card
 
@@ -43,3 +43,8 @@ def test_bench_chart_draws_the_cards_and_names_those_without_speed(tmp_path: Pat
     assert (tmp_path / "out" / "accuracy-speed.png").read_bytes().startswith(b"\x89PNG")
     assert "sentiment" in printed and "(teacher's score)" in printed
     assert "unmeasured: no INT8 scores with a recorded speed" in printed
+
+
+def test_scores_of_different_validations_get_panels_of_their_own() -> None:
+    assert panel(load_card(MODELS / "sentiment-small")) == ("text-classification", "sentences")
+    assert panel(load_card(MODELS / "sentiment")) == ("text-classification", "not recorded")
