@@ -59,6 +59,15 @@ class _Graph:
                 self.consumers.setdefault(name, []).append(node)
         self.initializers = {t.name: t for t in graph.initializer}
 
+    def is_constant(self, name: str) -> bool:
+        """Whether a tensor is an initializer, a Constant's output or an Identity of one (without reading it)."""
+        if name in self.initializers:
+            return True
+        node = self.producer.get(name)
+        if node is None:
+            return False
+        return node.op_type == "Constant" or (node.op_type == "Identity" and self.is_constant(node.input[0]))
+
     def constant(self, name: str) -> np.ndarray | None:
         if name in self.initializers:
             return numpy_helper.to_array(self.initializers[name])
@@ -82,7 +91,7 @@ class _Graph:
         stack, seen = [name], set()
         while stack:
             current = stack.pop()
-            if current in seen or current == graph_input or self.constant(current) is not None:
+            if current in seen or current == graph_input or self.is_constant(current):
                 continue
             seen.add(current)
             node = self.producer.get(current)

@@ -97,7 +97,10 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     task = task_for(plan.data.task)
     student = task.load_model(student_path)
     if recipe.student.layers is not None:
-        keep_layers(student, recipe.student.layers)
+        try:
+            keep_layers(student, recipe.student.layers)
+        except ValueError as exc:
+            raise ConfigError(f"recipe student.layers: {exc}") from exc
     prepared = prepare(plan.data, student_path, student)
     removed = _prune_structures(student, prepared, recipe.student, plan.data.seed)
     teacher_path = config.teacher or recipe.distillation.teacher

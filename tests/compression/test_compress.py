@@ -25,7 +25,7 @@ from compression.stages.record import BuildRecord
 from compression.training import final_evaluation, training_arguments
 from oberta.cli import main
 from service.runtime.card import load_card
-from service.runtime.errors import MissingFile
+from service.runtime.errors import ConfigError, MissingFile
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -70,6 +70,12 @@ def test_a_smaller_student_drops_layers_heads_and_neurons_and_keeps_them_dropped
         session = ort.InferenceSession(str(tmp_path / "run" / "model" / name), providers=["CPUExecutionProvider"])
         feed = {i.name: np.ones((2, 5), dtype=np.int64) for i in session.get_inputs()}
         assert session.run(None, feed)[0].shape == (2, 2)
+
+
+def test_a_student_of_layers_the_model_lacks_is_refused_in_one_line(dense_dir: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe().model_copy(update={"student": StudentRecipe(layers=[0, 5])})
+    with pytest.raises(ConfigError, match=r"recipe student\.layers: layers to keep must be distinct indices below 2"):
+        compress(_config(recipe, dense_dir, tmp_path / "run"))
 
 
 @pytest.mark.parametrize(("scorer", "structure"), [("obs", "unstructured"), ("magnitude", "4-block")])
