@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from compression.graph_index import GraphIndex, drop_unused_initializers
+
 MASK_INPUT = "attention_mask"
 MASK_INT32 = "/oberta/attention/mask_int32"
 
@@ -47,65 +49,11 @@ class FusionReport:
     unmatched: int
 
 
-class _Graph:
-    """Lookups over a graph: the producer of each tensor, the consumers of each tensor, constants by name."""
-
-    def __init__(self, graph: onnx.GraphProto) -> None:
-        self.graph = graph
-        self.producer = {name: node for node in graph.node for name in node.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        self.initializers = {t.name: t for t in graph.initializer}
-
-    def is_constant(self, name: str) -> bool:
-        """Whether a tensor is an initializer, a Constant's output or an Identity of one (without reading it)."""
-        if name in self.initializers:
-            return True
-        node = self.producer.get(name)
-        if node is None:
-            return False
-        return node.op_type == "Constant" or (node.op_type == "Identity" and self.is_constant(node.input[0]))
-
-    def constant(self, name: str) -> np.ndarray | None:
-        if name in self.initializers:
-            return numpy_helper.to_array(self.initializers[name])
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(node.attribute[0].t)
-        if node is not None and node.op_type == "Identity":  # the exporter shares equal initializers this way
-            return self.constant(node.input[0])
-        return None
-
-    def made_by(self, name: str, op_type: str) -> onnx.NodeProto | None:
-        node = self.producer.get(name)
-        return node if node is not None and node.op_type == op_type else None
-
-    def only_consumer(self, name: str, op_type: str) -> onnx.NodeProto | None:
-        users = self.consumers.get(name, [])
-        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
-
-    def depends_only_on(self, name: str, graph_input: str) -> bool:
-        """Whether a tensor is computed from constants and one graph input alone (the attention mask)."""
-        stack, seen = [name], set()
-        while stack:
-            current = stack.pop()
-            if current in seen or current == graph_input or self.is_constant(current):
-                continue
-            seen.add(current)
-            node = self.producer.get(current)
-            if node is None:
-                return False
-            stack.extend(i for i in node.input if i)
-        return True
-
-
 def _perm(node: onnx.NodeProto) -> list[int]:
     return [int(p) for p in helper.get_attribute_value(next(a for a in node.attribute if a.name == "perm"))]
 
 
-def _projection(g: _Graph, transposed: str, perm: list[int]) -> _Projection | None:
+def _projection(g: GraphIndex, transposed: str, perm: list[int]) -> _Projection | None:
     """Q, K or V behind ``Transpose(perm)(Reshape(Add(MatMul(X, W), b)))``, or None if the tensor is made otherwise."""
     transpose = g.made_by(transposed, "Transpose")
     if transpose is None or _perm(transpose) != perm:
@@ -128,7 +76,7 @@ def _projection(g: _Graph, transposed: str, perm: list[int]) -> _Projection | No
     return None
 
 
-def _match(g: _Graph, softmax: onnx.NodeProto) -> tuple[list[_Projection], float, onnx.NodeProto] | None:
+def _match(g: GraphIndex, softmax: onnx.NodeProto) -> tuple[list[_Projection], float, onnx.NodeProto] | None:
     """The Q, K, V projections, the score scale and the output Reshape of one self-attention, or None."""
     masked = g.made_by(softmax.input[0], "Add")
     if masked is None:
@@ -179,7 +127,7 @@ def fuse_attention(model: onnx.ModelProto) -> FusionReport:
     """Replace each matched self-attention by one ``com.microsoft.Attention`` node, in place; drop what became
     unused; returns what was fused."""
     graph = model.graph
-    g = _Graph(graph)
+    g = GraphIndex(graph)
     replacements: dict[str, onnx.NodeProto] = {}  # keyed by the output Reshape's output
     unmatched = 0
     for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
@@ -208,9 +156,7 @@ def fuse_attention(model: onnx.ModelProto) -> FusionReport:
         live = _live_nodes(graph)
         del graph.node[:]
         graph.node.extend(live)
-        used = {name for node in graph.node for name in node.input}
-        for tensor in [t for t in graph.initializer if t.name not in used]:
-            graph.initializer.remove(tensor)
+        drop_unused_initializers(graph)
         if not any(o.domain == "com.microsoft" for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return FusionReport(fused=len(replacements), unmatched=unmatched)

@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from compression.graph_index import GraphIndex, drop_unused_initializers
+
 LAYER = re.compile(r"encoder/layer\.(\d+)/(.+)/MatMul$")
 ROLES = {
     "attention/self/query": "query", "attention/self/key": "key", "attention/self/value": "value",
@@ -31,6 +33,7 @@ class CompactionReport:
 
     heads: list[int]
     neurons: list[int]
+    dropped: bool  # whether the graph changed
 
 
 class _Weights:
@@ -38,42 +41,35 @@ class _Weights:
 
     def __init__(self, graph: onnx.GraphProto) -> None:
         self.graph = graph
-        self.initializers = {t.name: t for t in graph.initializer}
-        self.identities = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity"}
-        consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in graph.node:
-            for name in node.input:
-                consumers.setdefault(name, []).append(node)
+        self.index = GraphIndex(graph)
         self.layers: dict[int, dict[str, tuple[onnx.NodeProto, onnx.NodeProto | None]]] = {}
         for node in graph.node:
             match = LAYER.search(node.name) if node.op_type == "MatMul" else None
-            if match is None or match.group(2) not in ROLES or self.array(node.input[1]) is None:
+            if match is None or match.group(2) not in ROLES or not self.index.is_constant(node.input[1]):
                 continue
-            adds = [n for n in consumers.get(node.output[0], []) if n.op_type == "Add"]
+            adds = [n for n in self.index.consumers.get(node.output[0], []) if n.op_type == "Add"]
             bias_add = adds[0] if len(adds) == 1 and self._bias_input(adds[0]) is not None else None
             self.layers.setdefault(int(match.group(1)), {})[ROLES[match.group(2)]] = (node, bias_add)
-
-    def array(self, name: str) -> np.ndarray | None:
-        name = self.identities.get(name, name)
-        return numpy_helper.to_array(self.initializers[name]) if name in self.initializers else None
+        self.replaced = 0
 
     def _bias_input(self, add: onnx.NodeProto) -> int | None:
-        constants = [i for i, name in enumerate(add.input) if self.array(name) is not None]
+        constants = [i for i, name in enumerate(add.input) if self.index.is_constant(name)]
         return constants[0] if len(constants) == 1 else None
 
     def weight(self, layer: int, role: str) -> np.ndarray:
-        return self.array(self.layers[layer][role][0].input[1])  # type: ignore[return-value]
+        return self.index.constant(self.layers[layer][role][0].input[1])  # type: ignore[return-value]
 
     def replace(self, layer: int, role: str, weight: np.ndarray, bias_slice: np.ndarray | None) -> None:
         """Point the role's MatMul (and, with ``bias_slice``, its bias Add) at new, smaller initializers."""
         matmul, add = self.layers[layer][role]
+        self.replaced += 1
         name = f"/oberta/compact/layer.{layer}/{role}"
         self.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), f"{name}/weight"))
         matmul.input[1] = f"{name}/weight"
         if bias_slice is not None and add is not None:
             index = self._bias_input(add)
             assert index is not None
-            bias = self.array(add.input[index])
+            bias = self.index.constant(add.input[index])
             assert bias is not None
             self.graph.initializer.append(numpy_helper.from_array(bias[bias_slice], f"{name}/bias"))
             add.input[index] = f"{name}/bias"
@@ -108,17 +104,14 @@ def compact(model: onnx.ModelProto, head_size: int) -> CompactionReport:
                 weights.replace(layer, "intermediate", weights.weight(layer, "intermediate")[:, alive], alive)
                 weights.replace(layer, "output", output[alive], None)
             neurons_left.append(len(alive) if len(alive) else output.shape[0])
-    used = {name for node in graph.node for name in node.input}
-    for tensor in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(tensor)
-    return CompactionReport(heads_left, neurons_left)
+    drop_unused_initializers(graph)
+    return CompactionReport(heads_left, neurons_left, weights.replaced > 0)
 
 
 def compact_file(path: Path, head_size: int) -> CompactionReport:
     """Compact an ONNX file in place (rewritten only when something was dropped)."""
     model = onnx.load(str(path))
-    before = len(model.graph.initializer), sum(t.ByteSize() for t in model.graph.initializer)
     report = compact(model, head_size)
-    if (len(model.graph.initializer), sum(t.ByteSize() for t in model.graph.initializer)) != before:
+    if report.dropped:
         onnx.save(model, str(path))
     return report

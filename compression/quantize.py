@@ -26,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from compression.graph_index import drop_unused_initializers
 from compression.onnxruntime_form import optimized_dynamic_int8
 from compression.quantizer_logs import quiet_quantizer
 from compression.recipe import EngineQuantization, QuantizationRecipe
@@ -141,10 +142,7 @@ def integer_matmuls(model: onnx.ModelProto) -> int:
     ]
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    unused = [t for t in graph.initializer if t.name not in used]  # the dropped output scales and zero points
-    for tensor in unused:
-        graph.initializer.remove(tensor)
+    drop_unused_initializers(graph)  # the dropped output scales and zero points
     return len(replacements)
 
 
