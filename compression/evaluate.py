@@ -63,12 +63,19 @@ def torch_rows(
     model: PreTrainedModel, features: list[dict[str, Any]], input_names: list[str], output_names: tuple[str, ...],
     pad_id: int = 0, batch_size: int = 64,
 ) -> list[list[np.ndarray]]:
-    """Every feature's row of the named outputs of a PyTorch model (on whatever device it is), in feature order."""
+    """Every feature's row of the named outputs of a PyTorch model (on whatever device it is), in feature order.
+
+    Batches are cut from the features in order of length, so little of them is padding.
+    """
     model.eval()
     device = next(model.parameters()).device
-    rows: list[list[np.ndarray]] = []
-    for batch in batches(features, input_names, batch_size, pad_id):
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    ordered_rows: list[list[np.ndarray]] = []
+    for batch in batches([features[i] for i in order], input_names, batch_size, pad_id):
         outputs = model(**{k: torch.from_numpy(v).to(device) for k, v in batch.items()})
         arrays = [getattr(outputs, name).float().cpu().numpy() for name in output_names]
-        rows.extend([array[row] for array in arrays] for row in range(len(batch["input_ids"])))
+        ordered_rows.extend([array[row] for array in arrays] for row in range(len(batch["input_ids"])))
+    rows: list[list[np.ndarray]] = [[] for _ in features]
+    for position, row in zip(order, ordered_rows, strict=True):
+        rows[position] = row
     return rows

@@ -20,6 +20,7 @@ from compression.training import (
     freeze_embeddings,
     last_checkpoint,
     training_arguments,
+    validation_curve,
 )
 from compression.training_loop import TrainingLoop, finetune_loop
 from service.runtime.errors import ConfigError
@@ -82,6 +83,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         "validation_examples": len(data.validation),
         "validation": data.record.model_dump(mode="json", exclude_none=True),
         "validation_metrics": {k.removeprefix("eval_"): v for k, v in metrics.items()},
+        "validation_curve": validation_curve(trainer),
         "settings": {"model": config.model, "output_dir": config.output_dir, "threads": config.threads,
                      **loop.model_dump(mode="json")},
     }

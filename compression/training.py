@@ -11,7 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler, SequentialSampler
 from transformers import PreTrainedModel, Trainer, TrainingArguments
-from transformers.modeling_outputs import QuestionAnsweringModelOutput, TokenClassifierOutput
+from transformers.modeling_outputs import (
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import is_torch_tf32_available
@@ -21,6 +25,7 @@ from compression.recipe import EmbeddingLoss
 from compression.training_loop import TrainingLoop
 
 IGNORED_LABEL = -100
+TEACHER_LOGITS = "teacher_logits"  # a training feature's teacher logits, computed before training
 MASKED_LOGIT = -1e4  # far below any logit, yet finite, so masked positions get probability 0 without NaNs
 
 
@@ -47,6 +52,8 @@ def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int, evalua
         seed=seed,
         dataloader_num_workers=0,
         tf32=True if is_torch_tf32_available() else None,  # TF32 matmuls on GPUs that have them (Ampere on)
+        bf16=loop.precision == "bf16",
+        use_cpu=loop.precision == "bf16" and not torch.cuda.is_available(),  # transformers' CPU autocast needs it
     )
 
 
@@ -149,8 +156,10 @@ class SeededLengthGroupedSampler(Sampler[int]):
 class DistillationTrainer(Trainer):
     """A Trainer whose loss mixes the task loss with distillation from a frozen teacher.
 
+    The teacher's outputs come from the ``teacher`` model run on each batch, or from the batch itself where its
+    features carry ``teacher_logits`` (computed once before training, see `compression.stages.teacher`).
     ``hardness`` is the weight of the distillation term: 1.0 uses the teacher alone, 0.0 the labels alone; a model
-    without a loss of its own (sentence embedding) learns from the teacher alone. Without a teacher it is a plain
+    without a loss of its own (sentence embedding) learns from the teacher alone. Without either it is a plain
     Trainer.
     """
 
@@ -191,6 +200,24 @@ class DistillationTrainer(Trainer):
             return None  # accelerate shards the dataset in order
         return SequentialSampler(eval_dataset)  # type: ignore[arg-type]
 
+    def _set_signature_columns_if_needed(self) -> None:
+        """Keep the precomputed teacher logits in the batches (the model's forward does not take them)."""
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None and TEACHER_LOGITS not in self._signature_columns:
+            self._signature_columns.append(TEACHER_LOGITS)
+
+    def _teacher_outputs(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor | None) -> Any:
+        """The teacher's outputs for the batch: its precomputed logits, or the teacher run on it (None: neither)."""
+        if logits is not None:
+            return SequenceClassifierOutput(logits=logits)
+        if self.teacher is None:
+            return None
+        device = inputs["input_ids"].device
+        if self.teacher.device != device:
+            self.teacher.to(device)  # type: ignore[arg-type]  # transformers types Module.to too narrowly
+        with torch.no_grad():
+            return self.teacher(**inputs)
+
     def compute_loss(  # type: ignore[override]
         self,
         model: torch.nn.Module,
@@ -198,14 +225,11 @@ class DistillationTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
+        precomputed = inputs.pop(TEACHER_LOGITS, None)
         outputs = model(**inputs)
         loss = outputs.loss
-        if self.teacher is not None and (model.training or loss is None):
-            device = inputs["input_ids"].device
-            if self.teacher.device != device:
-                self.teacher.to(device)  # type: ignore[arg-type]  # transformers types Module.to too narrowly
-            with torch.no_grad():
-                teacher_outputs = self.teacher(**inputs)
+        teacher_outputs = self._teacher_outputs(inputs, precomputed) if model.training or loss is None else None
+        if teacher_outputs is not None:
             kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding_loss,
                                           self.token_states_weight)
             loss = kd if loss is None else self.hardness * kd + (1.0 - self.hardness) * loss
@@ -221,6 +245,17 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
 
 TRAINER_BOOKKEEPING = ("loss", "runtime", "samples_per_second", "steps_per_second")
+
+
+def validation_curve(trainer: Trainer) -> list[dict[str, float]]:
+    """Every evaluation the Trainer logged (a resumed run's too), in order: step, epoch and the task metrics."""
+    curve = []
+    for entry in trainer.state.log_history:
+        metrics = {key.removeprefix("eval_"): value for key, value in entry.items() if key.startswith("eval_")}
+        if metrics:
+            kept = {key: value for key, value in metrics.items() if key not in TRAINER_BOOKKEEPING}
+            curve.append({"step": entry["step"], "epoch": round(entry.get("epoch", 0.0), 4), **kept})
+    return curve
 
 
 def final_evaluation(trainer: Trainer) -> dict[str, float] | None:

@@ -25,6 +25,8 @@ class BuildRecord(BaseModel):
     overrides: dict[str, Any] = {}
     model: str
     teacher: str | None
+    teacher_training: dict[str, Any] | None = None  # the teacher's `oberta finetune` record, its curve included
+    teacher_logits: str | None = None  # "precomputed" (once, before training), maybe on the teacher's own tokenizer
     data: dict[str, Any]
     validation: ValidationRecord | None = None  # how validation was made, its overlaps with training (None: a
     # training result written before it was recorded; the export stage then records it from the data it prepares)

@@ -18,6 +18,13 @@ from compression.recipe import StudentRecipe
 from compression.stages.config import CompressConfig, Plan
 from compression.stages.prepare import Prepared, prefixed, prepare, score
 from compression.stages.record import TRAINED, BuildRecord, TrainingResult
+from compression.stages.teacher import (
+    attach_teacher_logits,
+    load_teacher,
+    precomputes_logits,
+    teacher_score,
+    teacher_training,
+)
 from compression.structure import Removed, keep_layers, prune_structures
 from compression.tasks import task_for
 from compression.training import (
@@ -42,9 +49,11 @@ class Trained:
 
 
 def _trainer(
-    plan: Plan, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None, prepared: Prepared
+    plan: Plan, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None, distils: bool,
+    prepared: Prepared,
 ) -> tuple[DistillationTrainer, PruningCallback]:
-    """The Trainer of the run with the pruning callback attached."""
+    """The Trainer of the run with the pruning callback attached; ``teacher`` runs on every batch, or is None where
+    there is none or its logits are in the features (``distils`` says whether a teacher teaches at all)."""
     recipe, seed = plan.recipe, plan.data.seed
     pruning = recipe.pruning
     collator = prepared.task.collator(prepared.tokenizer)
@@ -59,7 +68,7 @@ def _trainer(
         train_dataset=prepared.train, eval_dataset=prepared.evaluation.features if evaluate else None,
         data_collator=collator,
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
-        hardness=recipe.distillation.hardness if teacher is not None else 0.0,
+        hardness=recipe.distillation.hardness if distils else 0.0,
         temperature=recipe.distillation.temperature, embedding_loss=recipe.distillation.embedding_loss,
         token_states_weight=recipe.distillation.token_states_weight,
     )
@@ -107,23 +116,27 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     if teacher_path is None and task.needs_teacher:
         raise ConfigError(f"{task.name} has no labels and learns from a teacher: name one (--teacher, or the dense "
                           "--model itself, the default without --no-teacher)")
-    teacher = task.load_model(resolve_base_model(teacher_path)) if teacher_path else None
-    if teacher is not None:
-        task.check_model(teacher, prepared.data, "teacher")
+    teacher = load_teacher(task, teacher_path, prepared) if teacher_path else None
+    output = Path(config.output_dir)
+    logits_precomputed = teacher is not None and precomputes_logits(task)
+    if teacher is not None and logits_precomputed:
+        attach_teacher_logits(teacher, prepared, plan.data, recipe.training.precision, output)
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
 
-    trainer, callback = _trainer(plan, config.output_dir, student, teacher, prepared)
+    live_teacher = teacher.model if teacher is not None and not logits_precomputed else None
+    trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared)
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     callback.pruner.remove_hooks()
-    output = Path(config.output_dir)
+    # Mixed precision wraps the model's forward in autocast; the export traces the plain fp32 forward.
+    student = trainer.accelerator.unwrap_model(student, keep_fp32_wrapper=False)
     trainer.save_model(str(output / TRAINED))
     prepared.tokenizer.save_pretrained(str(output / TRAINED))
 
     metrics: dict[str, Any] = {"validation_examples": len(prepared.data.validation),
                                **prefixed("student_fp32", final_evaluation(trainer) or score(prepared, student))}
     if teacher is not None:
-        metrics.update(prefixed("teacher", score(prepared, teacher)))
+        metrics.update(prefixed("teacher", teacher_score(teacher, prepared, plan.data)))
     record = BuildRecord(
         command=config.command,
         recipe=config.recipe_source,
@@ -131,6 +144,9 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         overrides=plan.overrides,
         model=config.model,
         teacher=teacher_path,
+        teacher_training=teacher_training(teacher_path) if teacher_path else None,
+        teacher_logits=("precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed")
+        if teacher is not None and logits_precomputed else None,
         data=asdict(plan.data),
         validation=prepared.data.record,
         train_examples=len(prepared.data.train),

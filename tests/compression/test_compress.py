@@ -222,7 +222,7 @@ def test_a_command_line_override_is_logged_recorded_and_leaves_the_config_alone(
     assert result["build"]["overrides"] == {"training.max_length": 24}
 
 
-def test_compress_max_length_flag_is_an_override_and_only_when_given(
+def test_compress_max_length_and_precision_flags_are_overrides_and_only_when_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[CompressConfig] = []
@@ -231,5 +231,6 @@ def test_compress_max_length_flag_is_an_override_and_only_when_given(
               "--train-file", str(FIXTURES / "sentiment.tsv"), "--stage", "train"]
     assert main(common) == 0
     assert main([*common, "--max-length", "256"]) == 0
-    assert [config.overrides for config in seen] == [{}, {"training.max_length": 256}]
+    assert main([*common, "--precision", "bf16"]) == 0
+    assert [config.overrides for config in seen] == [{}, {"training.max_length": 256}, {"training.precision": "bf16"}]
     assert seen[0].recipe == load_recipe("obert-cpu")

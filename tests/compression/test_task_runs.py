@@ -69,6 +69,8 @@ def test_question_answering_finetune_export_and_compress(qa_base: Path, tmp_path
     assert info["task"] == "question-answering" and info["train_features"] > info["train_examples"]
     assert {"exact_match", "f1"} <= set(info["validation_metrics"])
     assert info["validation"] == {"method": "articles", "fraction": 0.34, "seed": 42, "file": squad}  # not counted
+    assert [point["step"] for point in info["validation_curve"]][-1] > 0
+    assert info["validation_curve"][-1]["f1"] == info["validation_metrics"]["f1"]  # the curve ends at the score
 
     wrong = ["export", "--model", str(run / "final"), "--output", str(tmp_path / "wrong"), "--name", "x"]
     assert main(wrong) == 2  # a question-answering checkpoint exported as a classifier is refused
@@ -92,6 +94,8 @@ def test_question_answering_finetune_export_and_compress(qa_base: Path, tmp_path
         "question-answering", "int8", {"doc_stride": 4, "max_query_length": 8, "max_answer_length": 30}
     )
     assert card.sparsity == pytest.approx(0.8, abs=0.01)
+    assert card.build["teacher_training"]["validation_curve"] == info["validation_curve"]  # how the teacher learned
+    assert "teacher_logits" not in card.build  # per-token outputs: the teacher runs on every batch
     for prefix in ("student_fp32", "teacher", "int8_onnxruntime_graph", "int8_deepsparse_graph", "fp32_onnx"):
         assert 0.0 <= card.metrics[f"{prefix}_exact_match"] <= card.metrics[f"{prefix}_f1"] <= 1.0
     for name in card.files.values():

@@ -1,0 +1,146 @@
+"""The teacher of a compression run: loaded with its own tokenizer, scored on its own tokenization, and for
+sentence-level tasks its logits computed once, before training.
+
+A teacher's logits for a whole text do not depend on how it cuts the text into tokens, so a teacher with another
+tokenizer (all-mpnet-base-v2 teaching a MiniLM student) can teach text classification: it reads each training text
+its own way, and the student learns from the logits attached to its own features. A frozen teacher gives the same
+logits at every epoch, so they are computed once (and kept in the run directory for a resumed run) instead of at
+every step. Token-level tasks (question answering, entities) compare outputs position by position and need a
+teacher that tokenizes as the student does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, PreTrainedModel
+
+from compression.base_models import loading_from, resolve_base_model
+from compression.evaluate import torch_rows
+from compression.export import model_input_names
+from compression.finetune import TRAINING_INFO
+from compression.stages.prepare import Prepared
+from compression.tasks import CompressionTask, DataConfig
+from compression.training import TEACHER_LOGITS
+from compression.training_loop import Precision
+from service.runtime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+LOGITS_CACHE = "teacher_logits.npz"
+LOGITS_BATCH = 128
+TEACHER_TRAINING_KEYS = ("base_model", "settings", "train_examples", "validation", "validation_metrics",
+                         "validation_curve")
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A frozen teacher and how it reads text."""
+
+    model: PreTrainedModel
+    path: str
+    tokenizer: Any
+    input_names: list[str]
+    own_tokenizer: bool  # it cuts text into tokens otherwise than the student
+
+
+def _vocabulary(tokenizer: Any) -> dict[str, int]:
+    return dict(tokenizer.get_vocab())
+
+
+def load_teacher(task: CompressionTask, path: str, prepared: Prepared) -> Teacher:
+    """The teacher at ``path`` with its tokenizer (the student's where the directory holds none). ValueError when its
+    head does not fit the labels; ConfigError when it tokenizes otherwise than the student on a token-level task."""
+    local = resolve_base_model(path)
+    model = task.load_model(local)
+    task.check_model(model, prepared.data, "teacher")
+    try:
+        with loading_from(local):
+            tokenizer = AutoTokenizer.from_pretrained(local)
+    except ConfigError:
+        log.info("the teacher %s holds no tokenizer: it reads the student's tokens", path)
+        tokenizer = prepared.tokenizer
+    own = _vocabulary(tokenizer) != _vocabulary(prepared.tokenizer)
+    if own and not precomputes_logits(task):
+        raise ConfigError(f"the teacher {path} tokenizes otherwise than the student; {task.name} compares outputs "
+                          "token by token, so its teacher must share the student's tokenizer (a teacher with its own "
+                          "tokenizer can teach text classification)")
+    return Teacher(model, path, tokenizer, model_input_names(model), own)
+
+
+def precomputes_logits(task: CompressionTask) -> bool:
+    """Whether the task's teacher outputs are one row of logits per text (computed once, any tokenizer)."""
+    return not task.per_token and not task.needs_teacher
+
+
+def teacher_score(teacher: Teacher, prepared: Prepared, data_config: DataConfig) -> dict[str, float]:
+    """The task metric of the teacher on the validation examples, tokenized its own way."""
+    if not teacher.own_tokenizer:
+        evaluation, input_names, pad_id = prepared.evaluation, prepared.input_names, prepared.pad_id
+    else:
+        evaluation = prepared.task.evaluation(teacher.tokenizer, prepared.data.validation, prepared.data,
+                                              data_config, teacher.input_names)
+        input_names, pad_id = teacher.input_names, teacher.tokenizer.pad_token_id or 0
+    rows = torch_rows(teacher.model, evaluation.features, input_names, prepared.task.output_names, pad_id)
+    return evaluation.score(rows)
+
+
+def _fingerprint(teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision) -> str:
+    """What the logits depend on: the teacher, its precision, the cut length and every training text in order."""
+    digest = hashlib.sha256(f"{Path(teacher.path).resolve()}|{precision}|{data_config.max_length}".encode())
+    for example in prepared.data.train:
+        digest.update(repr((example.text, example.text_pair)).encode())
+    return digest.hexdigest()
+
+
+def _compute_logits(teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision) -> np.ndarray:
+    features = prepared.task.features(teacher.tokenizer, prepared.data.train, prepared.data, data_config,
+                                      teacher.input_names)
+    device = next(teacher.model.parameters()).device
+    started = time.time()
+    log.info("teacher logits for %d training texts (%s, %s)...", len(features), teacher.path, precision)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        rows = torch_rows(teacher.model, features, teacher.input_names, ("logits",),
+                          teacher.tokenizer.pad_token_id or 0, LOGITS_BATCH)
+    log.info("teacher logits computed in %.0f s", time.time() - started)
+    return np.stack([row[0] for row in rows]).astype(np.float32)
+
+
+def attach_teacher_logits(
+    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path
+) -> None:
+    """Put the teacher's logits of every training text into its feature (``teacher_logits``), computed once per
+    run directory: a resumed run reads them back when the teacher, precision and texts are the same."""
+    if len(prepared.train) != len(prepared.data.train):
+        raise ValueError("teacher logits need one training feature per example")
+    fingerprint = _fingerprint(teacher, prepared, data_config, precision)
+    cache = run_dir / LOGITS_CACHE
+    logits: np.ndarray | None = None
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if str(stored["fingerprint"]) == fingerprint:
+                logits = stored["logits"]
+                log.info("teacher logits read from %s", cache)
+    if logits is None:
+        logits = _compute_logits(teacher, prepared, data_config, precision)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, logits=logits, fingerprint=np.array(fingerprint))
+    for feature, row in zip(prepared.train, logits, strict=True):
+        feature[TEACHER_LOGITS] = row
+
+
+def teacher_training(path: str) -> dict[str, Any] | None:
+    """How the teacher was trained (base model, settings, validation, final score and curve), from the
+    ``oberta_training.json`` that `oberta finetune` leaves beside it; None for a teacher trained elsewhere."""
+    info_path = Path(resolve_base_model(path)) / TRAINING_INFO
+    if not info_path.is_file():
+        return None
+    info = json.loads(info_path.read_text())
+    return {key: info[key] for key in TEACHER_TRAINING_KEYS if key in info}
