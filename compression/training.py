@@ -265,10 +265,7 @@ def final_evaluation(trainer: Trainer) -> dict[str, float] | None:
     transformers evaluates at the end of step-based training, so this spares a second pass over the
     validation set (minutes for SQuAD on a CPU).
     """
-    for entry in reversed(trainer.state.log_history):
-        if any(key.startswith("eval_") for key in entry):
-            if entry.get("step") != trainer.state.global_step:
-                return None
-            metrics = {key.removeprefix("eval_"): value for key, value in entry.items() if key.startswith("eval_")}
-            return {key: value for key, value in metrics.items() if key not in TRAINER_BOOKKEEPING}
-    return None
+    curve = validation_curve(trainer)
+    if not curve or curve[-1]["step"] != trainer.state.global_step:
+        return None
+    return {key: value for key, value in curve[-1].items() if key not in ("step", "epoch")}

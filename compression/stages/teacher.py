@@ -27,7 +27,7 @@ from compression.base_models import loading_from, resolve_base_model
 from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.finetune import TRAINING_INFO
-from compression.stages.prepare import Prepared
+from compression.stages.prepare import Prepared, score
 from compression.tasks import CompressionTask, DataConfig
 from compression.training import TEACHER_LOGITS
 from compression.training_loop import Precision
@@ -80,15 +80,18 @@ def precomputes_logits(task: CompressionTask) -> bool:
     return not task.per_token and not task.needs_teacher
 
 
+def _pad_id(teacher: Teacher) -> int:
+    return teacher.tokenizer.pad_token_id or 0
+
+
 def teacher_score(teacher: Teacher, prepared: Prepared, data_config: DataConfig) -> dict[str, float]:
     """The task metric of the teacher on the validation examples, tokenized its own way."""
     if not teacher.own_tokenizer:
-        evaluation, input_names, pad_id = prepared.evaluation, prepared.input_names, prepared.pad_id
-    else:
-        evaluation = prepared.task.evaluation(teacher.tokenizer, prepared.data.validation, prepared.data,
-                                              data_config, teacher.input_names)
-        input_names, pad_id = teacher.input_names, teacher.tokenizer.pad_token_id or 0
-    rows = torch_rows(teacher.model, evaluation.features, input_names, prepared.task.output_names, pad_id)
+        return score(prepared, teacher.model)
+    evaluation = prepared.task.evaluation(teacher.tokenizer, prepared.data.validation, prepared.data, data_config,
+                                          teacher.input_names)
+    rows = torch_rows(teacher.model, evaluation.features, teacher.input_names, prepared.task.output_names,
+                      _pad_id(teacher))
     return evaluation.score(rows)
 
 
@@ -101,23 +104,29 @@ def _fingerprint(teacher: Teacher, prepared: Prepared, data_config: DataConfig, 
 
 
 def _compute_logits(teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision) -> np.ndarray:
-    features = prepared.task.features(teacher.tokenizer, prepared.data.train, prepared.data, data_config,
-                                      teacher.input_names)
+    """The teacher's logits of every training text: on the student's features where it tokenizes as the student
+    does, else on its own tokenization of the texts."""
+    if teacher.own_tokenizer:
+        features = prepared.task.features(teacher.tokenizer, prepared.data.train, prepared.data, data_config,
+                                          teacher.input_names)
+        input_names, pad_id = teacher.input_names, _pad_id(teacher)
+    else:
+        features, input_names, pad_id = prepared.train, prepared.input_names, prepared.pad_id
     device = next(teacher.model.parameters()).device
     started = time.time()
     log.info("teacher logits for %d training texts (%s, %s)...", len(features), teacher.path, precision)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        rows = torch_rows(teacher.model, features, teacher.input_names, ("logits",),
-                          teacher.tokenizer.pad_token_id or 0, LOGITS_BATCH)
+        rows = torch_rows(teacher.model, features, input_names, ("logits",), pad_id, LOGITS_BATCH)
     log.info("teacher logits computed in %.0f s", time.time() - started)
     return np.stack([row[0] for row in rows]).astype(np.float32)
 
 
 def attach_teacher_logits(
     teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path
-) -> None:
+) -> str:
     """Put the teacher's logits of every training text into its feature (``teacher_logits``), computed once per
-    run directory: a resumed run reads them back when the teacher, precision and texts are the same."""
+    run directory: a resumed run reads them back when the teacher, precision and texts are the same. Returns how
+    they were made, for the card."""
     if len(prepared.train) != len(prepared.data.train):
         raise ValueError("teacher logits need one training feature per example")
     fingerprint = _fingerprint(teacher, prepared, data_config, precision)
@@ -134,6 +143,7 @@ def attach_teacher_logits(
         np.savez(cache, logits=logits, fingerprint=np.array(fingerprint))
     for feature, row in zip(prepared.train, logits, strict=True):
         feature[TEACHER_LOGITS] = row
+    return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"
 
 
 def teacher_training(path: str) -> dict[str, Any] | None:

@@ -118,13 +118,13 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
                           "--model itself, the default without --no-teacher)")
     teacher = load_teacher(task, teacher_path, prepared) if teacher_path else None
     output = Path(config.output_dir)
-    logits_precomputed = teacher is not None and precomputes_logits(task)
-    if teacher is not None and logits_precomputed:
-        attach_teacher_logits(teacher, prepared, plan.data, recipe.training.precision, output)
+    teacher_logits = None  # how the teacher's logits were put into the features, where they were
+    if teacher is not None and precomputes_logits(task):
+        teacher_logits = attach_teacher_logits(teacher, prepared, plan.data, recipe.training.precision, output)
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
 
-    live_teacher = teacher.model if teacher is not None and not logits_precomputed else None
+    live_teacher = teacher.model if teacher is not None and teacher_logits is None else None
     trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared)
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     callback.pruner.remove_hooks()
@@ -145,8 +145,7 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         model=config.model,
         teacher=teacher_path,
         teacher_training=teacher_training(teacher_path) if teacher_path else None,
-        teacher_logits=("precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed")
-        if teacher is not None and logits_precomputed else None,
+        teacher_logits=teacher_logits,
         data=asdict(plan.data),
         validation=prepared.data.record,
         train_examples=len(prepared.data.train),
