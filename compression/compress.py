@@ -3,8 +3,9 @@
 The stages live in `compression.stages`; this module runs them in order. Run layout under ``output``:
 ``checkpoint-N/`` (Trainer checkpoints; a rerun resumes from the newest), ``trained/`` (the pruned PyTorch model)
 with ``training_result.json`` (its metrics and build record), ``model.fp32.onnx`` and the served model directory
-``model/``. The training stage can run on a GPU machine and the export stage (INT8 with the deployment's own onnx
-and ONNX Runtime) on the CPU machine.
+``model/``; with quantization-aware training also ``qat/``, ``qat-trained/`` (compression/stages/qat.py) and
+``static-int8/`` (the static files of ``trained/``, to compare). The training stage can run on a GPU machine and
+the export stage (INT8 with the deployment's own onnx and ONNX Runtime) on the CPU machine.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedModel
 
 from compression.stages.card import file_megabytes, write_card
 from compression.stages.config import CompressConfig, Plan, Stage, plan
 from compression.stages.evaluate import evaluate
 from compression.stages.export import export
-from compression.stages.prepare import prepare
+from compression.stages.prepare import Prepared, prepare
+from compression.stages.qat import load_qat_model
 from compression.stages.quantize import FP32_ONNX, quantize
 from compression.stages.record import TRAINED, TrainingResult
 from compression.stages.train import Trained, train
@@ -27,6 +30,8 @@ from compression.tasks import task_for
 from service.runtime.card import ModelCard
 
 log = logging.getLogger(__name__)
+STATIC_COMPARISON = "static-int8"
+"""Where a quantization-aware run writes the static INT8 files of its model before QAT, to compare with."""
 __all__ = ["CompressConfig", "Stage", "compress", "export_trained"]
 
 
@@ -69,17 +74,35 @@ def export_trained(config: CompressConfig, settings: Plan, trained: Trained | No
         result, student, prepared, record = trained.result, trained.student, trained.prepared, trained.result.build
 
     model_dir = Path(config.model_dir) if config.model_dir else output / "model"
-    card = export(student, prepared, settings.data, model_dir, config.name)
+    quantization = recipe.quantization
+    metrics = dict(result.metrics)
+    qat = None
+    if quantization.method == "qat":
+        qat = trained.qat if trained is not None and trained.qat is not None else load_qat_model(output, prepared)
+        metrics.update(_static_int8_metrics(student, prepared, settings, output / STATIC_COMPARISON, config.name))
+    card = export(qat.student if qat else student, prepared, settings.data, model_dir, config.name)
     record = record.model_copy(update=card.build)  # the export's parity and opset
     files = {str(engine): name for engine, name in card.files.items()}
-    precision, metrics = card.precision, dict(result.metrics)
-    if recipe.quantization.method == "static":
-        files, precision = quantize(model_dir, output, prepared, recipe.quantization, settings.data.seed), "int8"
+    precision = card.precision
+    if quantization.method != "none":
+        files = quantize(model_dir, output, prepared, quantization, settings.data.seed,
+                         qat.activation_ranges if qat else None)
+        precision = "int8"
         graphs = {f"int8_{engine}_graph": model_dir / name for engine, name in files.items()}
         metrics.update(evaluate({**graphs, "fp32_onnx": output / FP32_ONNX}, prepared))
-        record = record.model_copy(update={"quantization": recipe.quantization.model_dump(mode="json")})
+        record = record.model_copy(update={"quantization": quantization.model_dump(mode="json")})
     record = record.model_copy(update={
         "file_megabytes": file_megabytes(model_dir, files),
         "export_wall_clock_seconds": round(time.time() - started),
     })
     return write_card(card, model_dir, output, files=files, precision=precision, metrics=metrics, record=record)
+
+
+def _static_int8_metrics(
+    student: PreTrainedModel, prepared: Prepared, settings: Plan, folder: Path, name: str
+) -> dict[str, float]:
+    """The metrics of the static INT8 files of the model before quantization-aware training (written into
+    ``folder``), for the card's comparison: ``static_int8_<engine>_graph_<metric>``."""
+    export(student, prepared, settings.data, folder, name)
+    files = quantize(folder, folder, prepared, settings.recipe.quantization, settings.data.seed)
+    return evaluate({f"static_int8_{engine}_graph": folder / file for engine, file in files.items()}, prepared)

@@ -66,6 +66,41 @@ def matching_matmuls(fp32_path: Path, patterns: list[str]) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and any(p.search(n.name) for p in compiled)]
 
 
+def onnx_scope(module_name: str) -> str:
+    """The exporter's node-name scope of a module: ``bert.encoder.layer.0.output.dense`` is
+    ``bert/encoder/layer.0/output/dense`` (a list index stays joined to its list by a dot)."""
+    parts: list[str] = []
+    for part in module_name.split("."):
+        if part.isdigit() and parts:
+            parts[-1] += f".{part}"
+        else:
+            parts.append(part)
+    return "/".join(parts)
+
+
+def range_overrides(
+    fp32_path: Path, ranges: dict[str, tuple[float, float]]
+) -> dict[str, list[dict[str, np.float32]]]:
+    """ONNX Runtime's ``TensorQuantOverrides`` that set the input range of each named module's MatMul.
+
+    ``ranges`` are keyed by module name (from quantization-aware training); modules that read one tensor (query,
+    key and value) get the union of their ranges. A module without exactly one MatMul in the graph is an error.
+    """
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    matmuls = [node for node in graph.node if node.op_type == "MatMul"]
+    bounds: dict[str, tuple[float, float]] = {}
+    for module, (low, high) in ranges.items():
+        suffix = f"/{onnx_scope(module)}/MatMul"
+        found = [node for node in matmuls if node.name.endswith(suffix)]
+        if len(found) != 1:
+            raise ValueError(f"{module}: expected one MatMul named '...{suffix}' in {fp32_path.name}, "
+                             f"found {len(found)}")
+        tensor = found[0].input[0]
+        known_low, known_high = bounds.get(tensor, (low, high))
+        bounds[tensor] = (min(low, known_low), max(high, known_high))
+    return {tensor: [{"rmin": np.float32(low), "rmax": np.float32(high)}] for tensor, (low, high) in bounds.items()}
+
+
 def quantize_for_engine(
     fp32_path: Path,
     output_path: Path,
@@ -73,11 +108,13 @@ def quantize_for_engine(
     batches: list[dict[str, np.ndarray]],
     calibration_method: str = "minmax",
     settings: EngineQuantization | None = None,
+    activation_ranges: dict[str, tuple[float, float]] | None = None,
 ) -> Path:
     """INT8 tuned for one engine: static (QOperator format: MatMul layers and the embedding Gathers, calibrated on
     ``batches``) or, for ONNX Runtime's ``fused-dynamic`` form, fused and dynamically quantized.
 
-    ``settings`` default to the recipe defaults of that engine.
+    ``settings`` default to the recipe defaults of that engine. ``activation_ranges`` (module name to the (low, high)
+    of its input, from quantization-aware training) replace the calibrated ranges of those inputs in the static form.
     """
     settings = settings or QuantizationRecipe.model_validate({}).for_engine(engine)
     if settings.form == "fused-dynamic":
@@ -96,7 +133,11 @@ def quantize_for_engine(
             weight_type=WEIGHT_TYPES[engine],
             calibrate_method=CALIBRATION_METHODS[calibration_method],
             nodes_to_exclude=matching_matmuls(fp32_path, settings.keep_fp32),
-            extra_options={"WeightSymmetric": True, "MatMulConstBOnly": not settings.int8_attention},
+            extra_options={
+                "WeightSymmetric": True,
+                "MatMulConstBOnly": not settings.int8_attention,
+                "TensorQuantOverrides": range_overrides(fp32_path, activation_ranges) if activation_ranges else {},
+            },
         )
     if settings.integer_matmuls:
         model = onnx.load(str(output_path))
@@ -147,13 +188,14 @@ def integer_matmuls(model: onnx.ModelProto) -> int:
 
 
 def quantize_model_dir(
-    fp32_path: Path, model_dir: Path, batches: list[dict[str, np.ndarray]], recipe: QuantizationRecipe
+    fp32_path: Path, model_dir: Path, batches: list[dict[str, np.ndarray]], recipe: QuantizationRecipe,
+    activation_ranges: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, str]:
     """Write the per-engine INT8 files into model_dir; returns the card's ``files`` mapping."""
     files = {}
     for engine, name in INT8_FILES.items():
         quantize_for_engine(fp32_path, model_dir / name, engine, batches, recipe.calibration_method,
-                            recipe.for_engine(engine))
+                            recipe.for_engine(engine), activation_ranges)
         files[engine] = name
         log.info("wrote %s for %s", model_dir / name, engine)
     return files

@@ -156,6 +156,17 @@ def _deepsparse_default() -> EngineQuantization:
     return EngineQuantization.model_validate({"int8_attention": True, "integer_matmuls": True})
 
 
+class QatRecipe(_Strict):
+    """Quantization-aware training after pruning: the pruned student trains on with fake-quantized INT8 weights and
+    layer inputs (compression/qat.py), its masks held, distilled from the teacher as before."""
+
+    epochs: float = Field(1.0, gt=0, description="epochs of quantization-aware training after the pruning run")
+    learning_rate: float = Field(1e-5, gt=0, description="its peak learning rate (decays linearly)")
+    averaging_constant: float = Field(
+        0.01, gt=0, le=1, description="weight of each batch in the moving average of a layer input's range"
+    )
+
+
 class QuantizationRecipe(_Strict):
     """INT8 after pruning, one file per engine made from the exported ONNX graph.
 
@@ -164,8 +175,12 @@ class QuantizationRecipe(_Strict):
     STS-B 0.7814 against 0.7815 for the static file, 219 / 244 items/s at batch 1 / 16 against 148 / 183).
     """
 
-    method: Literal["static", "none"] = Field("static", description="INT8 files (static for DeepSparse, the "
-                                              "onnxruntime form for ONNX Runtime), or keep FP32")
+    method: Literal["static", "qat", "none"] = Field(
+        "static", description="INT8 files (static for DeepSparse, the onnxruntime form for ONNX Runtime) from the "
+        "pruned model; 'qat': the same files after quantization-aware training (see qat), with the static files of "
+        "the model before it made too, for comparison; or keep FP32")
+    qat: QatRecipe = Field(default_factory=lambda: QatRecipe.model_validate({}),
+                           description="quantization-aware training, when method is qat")
     calibration_samples: int = Field(512, ge=1, description="training examples used for calibration")
     calibration_method: Literal["minmax", "percentile", "entropy"] = Field(
         "minmax", description="how activation ranges are chosen"
@@ -179,6 +194,8 @@ class QuantizationRecipe(_Strict):
     def _check(self) -> QuantizationRecipe:
         if self.deepsparse.form != "static":
             raise ValueError("deepsparse.form: DeepSparse runs the static form only (its fast path needs it)")
+        if self.method == "qat" and not self.deepsparse.per_channel:
+            raise ValueError("method qat trains weights rounded per output channel: set deepsparse.per_channel: true")
         return self
 
     def for_engine(self, engine: str) -> EngineQuantization:

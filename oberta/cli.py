@@ -162,6 +162,17 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_finetune)
 
 
+def _compress_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe settings the command line replaces (flags given only); ``--quantization qat`` also sets the
+    DeepSparse file's weights per column, the rounding QAT trains for."""
+    given = {"training.max_length": args.max_length, "training.precision": args.precision,
+             "quantization.method": args.quantization}
+    overrides = {dotted: value for dotted, value in given.items() if value is not None}
+    if args.quantization == "qat":
+        overrides["quantization.deepsparse.per_channel"] = True
+    return overrides
+
+
 def _run_compress(args: argparse.Namespace) -> int:
     import shlex
 
@@ -180,8 +191,7 @@ def _run_compress(args: argparse.Namespace) -> int:
         threads=args.threads,
         command="oberta " + shlex.join(sys.argv[1:]),
         stage=args.stage,
-        overrides={dotted: value for dotted, value in (("training.max_length", args.max_length),
-                                                      ("training.precision", args.precision)) if value is not None},
+        overrides=_compress_overrides(args),
     )
     card = compress(config)
     if card is None:
@@ -211,6 +221,10 @@ def _compress_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-dir", help="where the served model directory goes (default OUTPUT/model)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     _add_precision_argument(parser, "default: the recipe's training.precision; given, it overrides the recipe's")
+    parser.add_argument("--quantization", choices=("static", "qat", "none"),
+                        help="INT8 after pruning: static (calibrated), qat (quantization-aware training for the "
+                        "recipe's quantization.qat epochs first, with per-column DeepSparse weights; the card "
+                        "compares it with static), or none (FP32). Default: the recipe's quantization.method")
     parser.add_argument("--stage", choices=("all", "train", "export"), default="all",
                         help="all (default); train: prune and distill, save OUTPUT/trained and stop (e.g. on a GPU "
                         "machine); export: INT8, export and evaluate OUTPUT/trained (e.g. on the CPU machine)")

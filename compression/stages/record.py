@@ -44,6 +44,7 @@ class BuildRecord(BaseModel):
     opset: int | None = None
     layer_shapes: dict[str, list[int]] | None = None  # heads and feed-forward neurons per layer in the graph
     quantization: dict[str, Any] | None = None
+    qat: dict[str, Any] | None = None  # quantization-aware training's settings and wall clock, where it ran
     file_megabytes: dict[str, float] | None = None
     export_wall_clock_seconds: int | None = None
 

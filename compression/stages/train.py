@@ -17,6 +17,7 @@ from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.recipe import StudentRecipe
 from compression.stages.config import CompressConfig, Plan
 from compression.stages.prepare import Prepared, prefixed, prepare, score
+from compression.stages.qat import QatModel, train_quantization_aware
 from compression.stages.record import TRAINED, BuildRecord, TrainingResult
 from compression.stages.teacher import (
     attach_teacher_logits,
@@ -25,15 +26,10 @@ from compression.stages.teacher import (
     teacher_score,
     teacher_training,
 )
+from compression.stages.trainer import distillation_trainer
 from compression.structure import Removed, keep_layers, prune_structures
 from compression.tasks import task_for
-from compression.training import (
-    DistillationTrainer,
-    final_evaluation,
-    freeze_embeddings,
-    last_checkpoint,
-    training_arguments,
-)
+from compression.training import DistillationTrainer, final_evaluation, freeze_embeddings, last_checkpoint
 from service.runtime.errors import ConfigError
 
 STRUCTURE_BATCH = 16
@@ -46,32 +42,23 @@ class Trained:
     student: PreTrainedModel
     prepared: Prepared
     result: TrainingResult
+    qat: QatModel | None = None  # the quantization-aware trained student, where the recipe asks for one
 
 
 def _trainer(
     plan: Plan, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None, distils: bool,
     prepared: Prepared,
 ) -> tuple[DistillationTrainer, PruningCallback]:
-    """The Trainer of the run with the pruning callback attached; ``teacher`` runs on every batch, or is None where
-    there is none or its logits are in the features (``distils`` says whether a teacher teaches at all)."""
+    """The pruning run's Trainer with the pruning callback attached (see `distillation_trainer`)."""
     recipe, seed = plan.recipe, plan.data.seed
     pruning = recipe.pruning
     collator = prepared.task.collator(prepared.tokenizer)
-    evaluate = prepared.evaluation.in_trainer
     pruner = Pruner(
         find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
         block_size=pruning.obs.block_size, damp=pruning.obs.damp,
     )
-    trainer = DistillationTrainer(
-        model=student, args=training_arguments(recipe.training, output_dir=output_dir, seed=seed, evaluate=evaluate),
-        train_dataset=prepared.train, eval_dataset=prepared.evaluation.features if evaluate else None,
-        data_collator=collator,
-        compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
-        hardness=recipe.distillation.hardness if distils else 0.0,
-        temperature=recipe.distillation.temperature, embedding_loss=recipe.distillation.embedding_loss,
-        token_states_weight=recipe.distillation.token_states_weight,
-    )
+    trainer = distillation_trainer(plan, recipe.training, output_dir, student, teacher, distils, prepared)
 
     def samplers(draw: int) -> GradientSampler:
         return GradientSampler(
@@ -159,4 +146,9 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     )
     result = TrainingResult(metrics=metrics, build=record)
     result.save(output)
-    return Trained(student, prepared, result)
+    if recipe.quantization.method != "qat":
+        return Trained(student, prepared, result)
+    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None)
+    result = TrainingResult(metrics={**metrics, **qat.metrics}, build=record.model_copy(update={"qat": qat.record}))
+    result.save(output)
+    return Trained(student, prepared, result, qat.model)

@@ -21,12 +21,13 @@ from compression.finetune import DataConfig
 from compression.pruning.callback import PruningCallback
 from compression.quantize import weight_sparsity
 from compression.recipe import Recipe, StudentRecipe, load_recipe
+from compression.stages.config import plan
 from compression.stages.record import BuildRecord
 from compression.training import final_evaluation, training_arguments
 from oberta.cli import main
 from service.runtime.card import load_card
 from service.runtime.errors import ConfigError, MissingFile
-from tests.tiny_models import tiny_classifier, tiny_tokenizer
+from tests.tiny_models import tiny_classifier
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -40,14 +41,6 @@ def tiny_recipe(scorer: str = "obs", structure: str = "unstructured") -> Recipe:
                     "obs": {"block_size": 8, "num_grads": 4, "grad_batch_size": 4}},
         "quantization": {"calibration_samples": 16},
     })
-
-
-@pytest.fixture(scope="module")
-def dense_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dense")
-    tiny_classifier("bert").save_pretrained(path)
-    tiny_tokenizer("bert").save_pretrained(path)
-    return path
 
 
 def _config(recipe: Recipe, dense_dir: Path, output: Path) -> CompressConfig:
@@ -222,7 +215,7 @@ def test_a_command_line_override_is_logged_recorded_and_leaves_the_config_alone(
     assert result["build"]["overrides"] == {"training.max_length": 24}
 
 
-def test_compress_max_length_and_precision_flags_are_overrides_and_only_when_given(
+def test_compress_max_length_precision_and_quantization_flags_are_overrides_and_only_when_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[CompressConfig] = []
@@ -232,5 +225,10 @@ def test_compress_max_length_and_precision_flags_are_overrides_and_only_when_giv
     assert main(common) == 0
     assert main([*common, "--max-length", "256"]) == 0
     assert main([*common, "--precision", "bf16"]) == 0
-    assert [config.overrides for config in seen] == [{}, {"training.max_length": 256}, {"training.precision": "bf16"}]
+    assert main([*common, "--quantization", "qat"]) == 0
+    assert [config.overrides for config in seen] == [
+        {}, {"training.max_length": 256}, {"training.precision": "bf16"},
+        {"quantization.method": "qat", "quantization.deepsparse.per_channel": True},
+    ]
     assert seen[0].recipe == load_recipe("obert-cpu")
+    assert plan(seen[-1]).recipe.quantization.method == "qat"  # a valid recipe with the overrides applied
