@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -24,7 +25,7 @@ from compression.qat import FakeQuantization, fake_quantize_weight, load_activat
 from compression.quantize import BatchReader, integer_matmuls, onnx_scope, quantize_for_engine, range_overrides
 from compression.quantizer_logs import quiet_quantizer
 from compression.recipe import QuantizationRecipe, Recipe
-from compression.stages.qat import QAT_CHECKPOINTS, QAT_TRAINED
+from compression.stages.qat import QAT_CHECKPOINTS, QAT_TRAINED, HoldMasksSaveRanges
 from service.runtime.errors import ConfigError
 from tests.compression.test_compress import _config, tiny_recipe
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
@@ -206,3 +207,34 @@ def test_exporting_qat_without_its_training_says_what_to_run(dense_dir: Path, tm
     compress(replace(_config(tiny_recipe(), dense_dir, run), stage="train"))
     with pytest.raises(ConfigError, match="no finished quantization-aware training"):
         compress(replace(_config(qat_recipe(), dense_dir, run), stage="export"))
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_killed_qat_run_resumes_to_the_same_model_and_ranges(
+    dense_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compress(_config(qat_recipe(), dense_dir, tmp_path / "whole"))
+    original = HoldMasksSaveRanges.on_optimizer_step
+
+    def kill_after_a_checkpoint(self: HoldMasksSaveRanges, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        original(self, args, state, control, **kwargs)
+        if state.global_step == 4:  # checkpoint-3 was saved; this step's ranges are lost with the process
+            raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HoldMasksSaveRanges, "on_optimizer_step", kill_after_a_checkpoint)
+        with pytest.raises(_Killed):
+            compress(_config(qat_recipe(), dense_dir, tmp_path / "resumed"))
+    assert (tmp_path / "resumed" / QAT_CHECKPOINTS / "checkpoint-3" / "activation_ranges.json").is_file()
+    compress(_config(qat_recipe(), dense_dir, tmp_path / "resumed"))
+    whole, resumed = (load_file(str(tmp_path / run / QAT_TRAINED / "model.safetensors"))
+                      for run in ("whole", "resumed"))
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
+    ranges = [load_activation_ranges(tmp_path / run / QAT_TRAINED) for run in ("whole", "resumed")]
+    assert ranges[0].keys() == ranges[1].keys()
+    for name, (low, high) in ranges[0].items():
+        assert ranges[1][name] == pytest.approx((low, high), rel=1e-5, abs=1e-6), name
