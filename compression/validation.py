@@ -79,6 +79,16 @@ def hold_out_sentences(examples: list[Example], fraction: float, seed: int) -> H
     return Holdout(train, validation, len(sentences), len(examples) - len(train) - len(validation))
 
 
+def outside_validation(train: Sequence[str], validation: Sequence[str]) -> list[int]:
+    """Positions of the training texts inside no validation text: copies and fragments of a validation text leave.
+
+    (Training texts that merely hold a validation text stay: a validation text can be one short heading or token,
+    which sits inside a large share of any corpus.)
+    """
+    index = ContainmentIndex(normalise(text) for text in validation)
+    return [position for position, text in enumerate(train) if not index.holds(normalise(text))]
+
+
 def count_overlaps(train: Sequence[Sequence[str]], validation: Sequence[Sequence[str]]) -> tuple[int, int]:
     """(validation examples with a text inside a training text, training examples with one inside a validation
     text); each example is given as its texts, e.g. both sides of a pair."""
