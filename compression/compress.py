@@ -4,15 +4,18 @@ The stages live in `compression.stages`; this module runs them in order. Run lay
 ``checkpoint-N/`` (Trainer checkpoints; a rerun resumes from the newest), ``trained/`` (the pruned PyTorch model)
 with ``training_result.json`` (its metrics and build record), ``model.fp32.onnx`` and the served model directory
 ``model/``; with quantization-aware training also ``qat/``, ``qat-trained/`` (compression/stages/qat.py) and
-``static-int8/`` (the static files of ``trained/``, to compare). The training stage can run on a GPU machine and
-the export stage (INT8 with the deployment's own onnx and ONNX Runtime) on the CPU machine.
+``static-int8/`` (the static files of ``trained/``; each engine ships whichever file, QAT or static, scores higher
+on validation). The training stage can run on a GPU machine and the export stage (INT8 with the deployment's own
+onnx and ONNX Runtime) on the CPU machine.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -79,7 +82,7 @@ def export_trained(config: CompressConfig, settings: Plan, trained: Trained | No
     qat = None
     if quantization.method == "qat":
         qat = trained.qat if trained is not None and trained.qat is not None else load_qat_model(output, prepared)
-        metrics.update(_static_int8_metrics(student, prepared, settings, output / STATIC_COMPARISON, config.name))
+        _static_int8(student, prepared, settings, output / STATIC_COMPARISON, config.name)
     card = export(qat.student if qat else student, prepared, settings.data, model_dir, config.name)
     record = record.model_copy(update=card.build)  # the export's parity and opset
     files = {str(engine): name for engine, name in card.files.items()}
@@ -88,9 +91,16 @@ def export_trained(config: CompressConfig, settings: Plan, trained: Trained | No
         files = quantize(model_dir, output, prepared, quantization, settings.data.seed,
                          qat.activation_ranges if qat else None)
         precision = "int8"
-        graphs = {f"int8_{engine}_graph": model_dir / name for engine, name in files.items()}
+        kind = "qat_int8" if qat else "int8"
+        graphs = {f"{kind}_{engine}_graph": model_dir / name for engine, name in files.items()}
         metrics.update(evaluate({**graphs, "fp32_onnx": output / FP32_ONNX}, prepared))
         record = record.model_copy(update={"quantization": quantization.model_dump(mode="json")})
+    if qat:
+        static = output / STATIC_COMPARISON
+        metrics.update(evaluate({f"static_int8_{engine}_graph": static / name for engine, name in files.items()},
+                                prepared))
+        shipped = _ship_the_better(model_dir, static, files, metrics, prepared.task.metric)
+        record = record.model_copy(update={"qat": {**(record.qat or {}), "shipped": shipped}})
     record = record.model_copy(update={
         "file_megabytes": file_megabytes(model_dir, files),
         "export_wall_clock_seconds": round(time.time() - started),
@@ -98,11 +108,26 @@ def export_trained(config: CompressConfig, settings: Plan, trained: Trained | No
     return write_card(card, model_dir, output, files=files, precision=precision, metrics=metrics, record=record)
 
 
-def _static_int8_metrics(
-    student: PreTrainedModel, prepared: Prepared, settings: Plan, folder: Path, name: str
-) -> dict[str, float]:
-    """The metrics of the static INT8 files of the model before quantization-aware training (written into
-    ``folder``), for the card's comparison: ``static_int8_<engine>_graph_<metric>``."""
+def _static_int8(student: PreTrainedModel, prepared: Prepared, settings: Plan, folder: Path, name: str) -> None:
+    """The static INT8 files of the model before quantization-aware training, written into ``folder``."""
     export(student, prepared, settings.data, folder, name)
-    files = quantize(folder, folder, prepared, settings.recipe.quantization, settings.data.seed)
-    return evaluate({f"static_int8_{engine}_graph": folder / file for engine, file in files.items()}, prepared)
+    quantize(folder, folder, prepared, settings.recipe.quantization, settings.data.seed)
+
+
+def _ship_the_better(
+    model_dir: Path, static: Path, files: dict[str, str], metrics: dict[str, Any], metric: str
+) -> dict[str, str]:
+    """Per engine, keep the QAT file unless the static file of the model before QAT scores higher on the task's
+    metric, and then put that in its place (static is the fallback). ``int8_<engine>_graph_*`` become the shipped
+    file's metrics, beside ``qat_int8_*`` and ``static_int8_*``; returns which kind each engine ships."""
+    shipped = {}
+    for engine, name in files.items():
+        scores = {kind: metrics[f"{kind}_int8_{engine}_graph_{metric}"] for kind in ("qat", "static")}
+        kind = "qat" if scores["qat"] >= scores["static"] else "static"
+        if kind == "static":
+            shutil.copyfile(static / name, model_dir / name)
+        prefix = f"{kind}_int8_{engine}_graph_"
+        metrics.update({f"int8_{engine}_graph_{key.removeprefix(prefix)}": value
+                        for key, value in list(metrics.items()) if key.startswith(prefix)})
+        shipped[engine] = kind
+    return shipped

@@ -75,6 +75,7 @@ class CompressionTask(Protocol):
     """One task of `oberta finetune`, `compress` and `export`; its name, outputs and card needs come from its spec."""
 
     spec: TaskSpec
+    metric: str  # the metric a model of the task is judged by (higher is better), a key of its evaluation's scores
 
     @property
     def name(self) -> str:

@@ -145,6 +145,7 @@ class QuestionAnsweringTask(SpecTask):
     """SQuAD-style extractive question answering."""
 
     spec = SPEC
+    metric = "f1"
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load questions; carve validation by article unless a validation file is given (overlaps are not counted:

@@ -125,6 +125,7 @@ class SentenceEmbeddingTask(SpecTask):
     """Embedding distillation on plain texts; scored on STS pairs and, optionally, SQuAD retrieval."""
 
     spec = SPEC
+    metric = "sts_spearman"
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load the texts, the STS pairs and the retrieval queries; drop every training text overlapping them."""

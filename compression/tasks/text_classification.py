@@ -104,6 +104,7 @@ class TextClassificationTask(SpecTask):
     """Sequence classification of texts and text pairs."""
 
     spec = SPEC
+    metric = "accuracy"
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load the training file, carve or load validation, count its overlaps with training, fix the label order."""

@@ -128,6 +128,7 @@ class TokenClassificationTask(SpecTask):
     """CoNLL-style named-entity recognition."""
 
     spec = SPEC
+    metric = "f1"
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load sentences, carve (at random) or load validation, drop every training sentence inside a validation

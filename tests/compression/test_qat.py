@@ -18,7 +18,7 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.quant_utils import compute_scale_zp
 from safetensors.torch import load_file
 
-from compression.compress import STATIC_COMPARISON, compress
+from compression.compress import STATIC_COMPARISON, _ship_the_better, compress
 from compression.export import export_onnx
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.qat import FakeQuantization, fake_quantize_weight, load_activation_ranges, uint8_scale_zero
@@ -179,10 +179,14 @@ def test_compress_with_qat_ships_its_files_and_compares_them_with_static(dense_d
     run = tmp_path / "run"
     card = compress(_config(qat_recipe(), dense_dir, run))
     assert card is not None and card.precision == "int8"
-    for engine in ("deepsparse", "onnxruntime"):
-        for kind in ("int8", "static_int8"):
+    shipped = card.build["qat"]["shipped"]
+    for engine, name in card.files.items():
+        for kind in ("qat_int8", "static_int8"):
             assert 0.0 <= card.metrics[f"{kind}_{engine}_graph_accuracy"] <= 1.0
-        assert (run / STATIC_COMPARISON / card.files[engine]).is_file()
+        assert card.metrics[f"int8_{engine}_graph_accuracy"] == card.metrics[
+            f"{shipped[engine]}_int8_{engine}_graph_accuracy"]
+        static_file = (run / STATIC_COMPARISON / name).read_bytes()
+        assert ((run / "model" / name).read_bytes() == static_file) == (shipped[engine] == "static")
     assert 0.0 <= card.metrics["student_qat_simulated_int8_accuracy"] <= 1.0
     assert card.metrics["fp32_onnx_accuracy"] == card.metrics["student_qat_fp32_accuracy"]  # the QAT model's
     assert card.build["qat"]["layers"] == 12 and card.build["qat"]["epochs"] == 1.0
@@ -199,7 +203,27 @@ def test_compress_with_qat_ships_its_files_and_compares_them_with_static(dense_d
     again = compress(replace(_config(qat_recipe(), dense_dir, run), stage="export"))
     assert again is not None and again.metrics == card.metrics  # the export stage reads qat-trained/ back
     saved = json.loads((run / "training_result.json").read_text())
-    assert saved["build"]["qat"] == card.build["qat"]
+    assert {**saved["build"]["qat"], "shipped": shipped} == card.build["qat"]  # the export adds what it shipped
+
+
+def test_each_engine_ships_the_better_file_static_being_the_fallback(tmp_path: Path) -> None:
+    model_dir, static = tmp_path / "model", tmp_path / "static"
+    files = {"deepsparse": "model.deepsparse.onnx", "onnxruntime": "model.onnx"}
+    for folder in (model_dir, static):
+        folder.mkdir()
+        for name in files.values():
+            (folder / name).write_text(f"{folder.name} {name}")
+    metrics: dict[str, Any] = {
+        "qat_int8_deepsparse_graph_f1": 0.80, "qat_int8_deepsparse_graph_recall": 0.7,
+        "static_int8_deepsparse_graph_f1": 0.81, "static_int8_deepsparse_graph_recall": 0.6,
+        "qat_int8_onnxruntime_graph_f1": 0.82, "static_int8_onnxruntime_graph_f1": 0.82,
+    }
+    assert _ship_the_better(model_dir, static, files, metrics, "f1") == {"deepsparse": "static",
+                                                                         "onnxruntime": "qat"}
+    assert (model_dir / "model.deepsparse.onnx").read_text() == "static model.deepsparse.onnx"
+    assert (model_dir / "model.onnx").read_text() == "model model.onnx"  # a tie keeps QAT
+    assert (metrics["int8_deepsparse_graph_f1"], metrics["int8_deepsparse_graph_recall"]) == (0.81, 0.6)
+    assert metrics["int8_onnxruntime_graph_f1"] == 0.82
 
 
 def test_exporting_qat_without_its_training_says_what_to_run(dense_dir: Path, tmp_path: Path) -> None:
