@@ -177,8 +177,8 @@ class QuantizationRecipe(_Strict):
 
     method: Literal["static", "qat", "none"] = Field(
         "static", description="INT8 files (static for DeepSparse, the onnxruntime form for ONNX Runtime) from the "
-        "pruned model; 'qat': the same files after quantization-aware training (see qat), with the static files of "
-        "the model before it made too, for comparison; or keep FP32")
+        "pruned model; 'qat': the same files after quantization-aware training (see qat), the static files of the "
+        "model before it made too, each engine shipping whichever scores higher on validation; or keep FP32")
     qat: QatRecipe = Field(default_factory=lambda: QatRecipe.model_validate({}),
                            description="quantization-aware training, when method is qat")
     calibration_samples: int = Field(512, ge=1, description="training examples used for calibration")
