@@ -53,7 +53,8 @@ class ActivationRange:
 
     def observe(self, values: torch.Tensor, averaging_constant: float) -> None:
         """Move the range towards this batch's minimum and maximum."""
-        low, high = float(values.min()), float(values.max())
+        extremes = torch.aminmax(values)
+        low, high = float(extremes.min), float(extremes.max)
         if self.batches == 0:
             self.low, self.high = low, high
         else:
