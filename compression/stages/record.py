@@ -33,6 +33,7 @@ class BuildRecord(BaseModel):
     train_examples: int
     train_features: int
     pruning_history: list[dict[str, Any]]
+    validation_curve: list[dict[str, Any]] | None = None  # the student's evaluations during training, in order
     pytorch_sparsity: float
     student_layers: list[int] | None = None  # the starting model's layers the student kept (None: all)
     removed_heads: list[list[int]] | None = None  # per layer, the heads structured pruning removed

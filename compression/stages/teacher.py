@@ -28,6 +28,7 @@ from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.finetune import TRAINING_INFO
 from compression.stages.prepare import Prepared, score
+from compression.stages.record import TRAINED, TRAINING_RESULT, TrainingResult
 from compression.tasks import CompressionTask, DataConfig
 from compression.training import TEACHER_LOGITS
 from compression.training_loop import Precision
@@ -147,10 +148,36 @@ def attach_teacher_logits(
 
 
 def teacher_training(path: str) -> dict[str, Any] | None:
-    """How the teacher was trained (base model, settings, validation, final score and curve), from the
-    ``oberta_training.json`` that `oberta finetune` leaves beside it; None for a teacher trained elsewhere."""
-    info_path = Path(resolve_base_model(path)) / TRAINING_INFO
-    if not info_path.is_file():
-        return None
-    info = json.loads(info_path.read_text())
-    return {key: info[key] for key in TEACHER_TRAINING_KEYS if key in info}
+    """How the teacher was trained (base model, settings, validation, final score and curve): from the
+    ``oberta_training.json`` that `oberta finetune` leaves beside it, or, for the ``trained/`` model of an
+    `oberta compress` run (a teacher assistant distilled from a larger teacher), from that run's result with its own
+    teacher's record nested; None for a teacher trained elsewhere."""
+    model_dir = Path(resolve_base_model(path))
+    info_path = model_dir / TRAINING_INFO
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        return {key: info[key] for key in TEACHER_TRAINING_KEYS if key in info}
+    if model_dir.name == TRAINED and (model_dir.parent / TRAINING_RESULT).is_file():
+        return _compressed_teacher_training(TrainingResult.load(model_dir.parent))
+    return None
+
+
+def _compressed_teacher_training(result: TrainingResult) -> dict[str, Any]:
+    """The record of a teacher made by `oberta compress`: its command and recipe, validation, final FP32 score,
+    curve and sparsity, and its own teacher."""
+    build = result.build
+    record = {
+        "built_by": "oberta compress",
+        "command": build.command,
+        "base_model": build.model,
+        "settings": build.recipe_settings,
+        "train_examples": build.train_examples,
+        "validation": build.validation.model_dump(mode="json", exclude_none=True) if build.validation else None,
+        "validation_metrics": {name.removeprefix("student_fp32_"): value for name, value in result.metrics.items()
+                               if name.startswith("student_fp32_")},
+        "validation_curve": build.validation_curve,
+        "sparsity": build.pytorch_sparsity,
+        "teacher": build.teacher,
+        "teacher_training": build.teacher_training,
+    }
+    return {key: value for key, value in record.items() if value is not None}

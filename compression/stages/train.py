@@ -29,7 +29,13 @@ from compression.stages.teacher import (
 from compression.stages.trainer import distillation_trainer
 from compression.structure import Removed, keep_layers, prune_structures
 from compression.tasks import task_for
-from compression.training import DistillationTrainer, final_evaluation, freeze_embeddings, last_checkpoint
+from compression.training import (
+    DistillationTrainer,
+    final_evaluation,
+    freeze_embeddings,
+    last_checkpoint,
+    validation_curve,
+)
 from service.runtime.errors import ConfigError
 
 STRUCTURE_BATCH = 16
@@ -138,6 +144,7 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         train_examples=len(prepared.data.train),
         train_features=len(prepared.train),
         pruning_history=callback.history,
+        validation_curve=validation_curve(trainer),
         pytorch_sparsity=callback.pruner.sparsity(),
         student_layers=recipe.student.layers,
         removed_heads=removed.heads if removed is not None else None,

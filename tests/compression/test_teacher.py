@@ -132,6 +132,18 @@ def test_a_student_learns_from_a_teacher_with_its_own_tokenizer_end_to_end(
     assert (tmp_path / "run" / teacher_stage.LOGITS_CACHE).is_file()
     assert "teacher_accuracy" in card.metrics and "int8_onnxruntime_graph_accuracy" in card.metrics
 
+    # The student as a teacher assistant: its card's record names what it learned from, with its own teacher's.
+    assistant = tmp_path / "run" / "trained"
+    second = CompressConfig(recipe=recipe, recipe_source="test", model=str(assistant), teacher=str(assistant),
+                            data=_data(), output_dir=str(tmp_path / "second"), name="tiny", threads=1)
+    card_of_second = compress(second)
+    assert card_of_second is not None
+    record = card_of_second.build["teacher_training"]
+    assert record["built_by"] == "oberta compress" and record["teacher"] == str(roberta_teacher_dir)
+    assert record["validation_metrics"]["accuracy"] == card.metrics["student_fp32_accuracy"]
+    assert record["validation_curve"] == card.build["validation_curve"] and record["validation_curve"]
+    assert record["sparsity"] == pytest.approx(card.build["pytorch_sparsity"])
+
 
 def test_bf16_reaches_the_trainer() -> None:
     assert training_arguments(TrainingLoop(precision="bf16"), output_dir="unused", seed=0).bf16
