@@ -18,14 +18,14 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from compression.base_models import loading_from
-from compression.evaluate import engine_rows
+from compression.evaluate import SERVED_BATCH, engine_rows
 from compression.tasks import DataConfig, Evaluation, PreparedData, task_for
 from service.runtime.card import EngineName, ModelCard, load_card
 from service.runtime.engines import Engine, EngineOptions
 from service.runtime.errors import ConfigError, MissingPackage
 
 log = logging.getLogger(__name__)
-BATCH_SIZE = 16  # also the DeepSparse engine's largest compiled batch
+BATCH_SIZE = SERVED_BATCH  # also the DeepSparse engine's largest compiled batch
 ENGINE_ORDER: tuple[EngineName, ...] = ("onnxruntime", "deepsparse")
 
 

@@ -67,9 +67,11 @@ class HoldMasksSaveRanges(TrainerCallback):
 
 
 def train_quantization_aware(
-    plan: Plan, output: Path, prepared: Prepared, teacher: PreTrainedModel | None, distils: bool
+    plan: Plan, output: Path, prepared: Prepared, teacher: PreTrainedModel | None, distils: bool,
+    earlier_seconds: int = 0,
 ) -> QatResult:
-    """Load ``trained/``, train it quantization-aware for the recipe's ``quantization.qat`` and save it."""
+    """Load ``trained/``, train it quantization-aware for the recipe's ``quantization.qat`` and save it;
+    ``earlier_seconds``, the wall clock an earlier invocation recorded, adds to this one's where it resumes."""
     started = time.time()
     recipe = plan.recipe
     settings = recipe.quantization.qat
@@ -103,7 +105,7 @@ def train_quantization_aware(
     metrics = {**prefixed("student_qat_simulated_int8", simulated), **prefixed("student_qat_fp32",
                                                                                  score(prepared, student))}
     record = {**settings.model_dump(mode="json"), "layers": len(layers),
-              "training_wall_clock_seconds": round(time.time() - started)}
+              "training_wall_clock_seconds": round(time.time() - started) + (earlier_seconds if resume else 0)}
     return QatResult(QatModel(student, quantization.observed_ranges()), metrics, record)
 
 

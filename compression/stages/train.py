@@ -36,7 +36,7 @@ from compression.training import (
     last_checkpoint,
     validation_curve,
 )
-from service.runtime.errors import ConfigError
+from service.runtime.errors import ConfigError, MissingFile
 
 STRUCTURE_BATCH = 16
 
@@ -91,9 +91,21 @@ def _prune_structures(student: PreTrainedModel, prepared: Prepared, shape: Stude
     return prune_structures(student, batches, shape.heads, shape.neurons)
 
 
+def _earlier_result(output: Path) -> TrainingResult | None:
+    """The result an earlier invocation left in a run directory this one resumes (its wall clock adds to this
+    one's), or None for a fresh run."""
+    if last_checkpoint(str(output)) is None:
+        return None
+    try:
+        return TrainingResult.load(output)
+    except (MissingFile, ConfigError):
+        return None
+
+
 def train(config: CompressConfig, plan: Plan) -> Trained:
     """Prune with distillation, save ``trained/`` and ``training_result.json`` in the output directory."""
     started = time.time()
+    earlier = _earlier_result(Path(config.output_dir))
     recipe = plan.recipe
     student_path = resolve_base_model(config.model)
     task = task_for(plan.data.task)
@@ -149,13 +161,16 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         student_layers=recipe.student.layers,
         removed_heads=removed.heads if removed is not None else None,
         training_device=str(student.device),
-        training_wall_clock_seconds=round(time.time() - started),
+        training_wall_clock_seconds=round(time.time() - started) + (
+            earlier.build.training_wall_clock_seconds if earlier is not None else 0),
     )
     result = TrainingResult(metrics=metrics, build=record)
     result.save(output)
     if recipe.quantization.method != "qat":
         return Trained(student, prepared, result)
-    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None)
+    earlier_qat = earlier.build.qat if earlier is not None and earlier.build.qat is not None else {}
+    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None,
+                                   earlier_qat.get("training_wall_clock_seconds", 0))
     result = TrainingResult(metrics={**metrics, **qat.metrics}, build=record.model_copy(update={"qat": qat.record}))
     result.save(output)
     return Trained(student, prepared, result, qat.model)

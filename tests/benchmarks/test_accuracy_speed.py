@@ -46,5 +46,9 @@ def test_bench_chart_draws_the_cards_and_names_those_without_speed(tmp_path: Pat
 
 
 def test_scores_of_different_validations_get_panels_of_their_own() -> None:
-    assert panel(load_card(MODELS / "sentiment-small")) == ("text-classification", "sentences")
-    assert panel(load_card(MODELS / "sentiment")) == ("text-classification", "not recorded")
+    card = load_card(MODELS / "sentiment")
+    assert panel(card) == ("text-classification", "sentences")
+    random_split = card.model_copy(update={"build": {**card.build, "validation": {"method": "random"}}})
+    assert panel(random_split) == ("text-classification", "random")
+    unrecorded = card.model_copy(update={"build": {k: v for k, v in card.build.items() if k != "validation"}})
+    assert panel(unrecorded) == ("text-classification", "not recorded")

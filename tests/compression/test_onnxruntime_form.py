@@ -14,6 +14,7 @@ import pytest
 
 from compression.attention_fusion import fuse_attention
 from compression.embedding_model import load_embedding_model
+from compression.evaluate import SERVED_BATCH, onnx_rows
 from compression.export import export_onnx, sample_inputs
 from compression.quantize import quantize_for_engine
 from compression.recipe import EngineQuantization, QuantizationRecipe
@@ -75,3 +76,21 @@ def test_deepsparse_keeps_the_static_form() -> None:
     assert QuantizationRecipe.model_validate({}).onnxruntime.form == "fused-dynamic"
     with pytest.raises(ValueError, match="keep_fp32: settings of the static form, not of fused-dynamic"):
         QuantizationRecipe.model_validate({"onnxruntime": {"keep_fp32": ["layer"]}})
+
+
+def test_cards_score_in_served_batches_as_a_dynamic_files_outputs_depend_on_the_batch(tmp_path: Path) -> None:
+    model, tokenizer = tiny_classifier("bert"), tiny_tokenizer("bert")
+    exported = tmp_path / "model.onnx"
+    names = export_onnx(model, tokenizer, exported)
+    settings = EngineQuantization.model_validate({"form": "fused-dynamic"})
+    int8 = quantize_for_engine(exported, tmp_path / "int8.onnx", "onnxruntime", [], settings=settings)
+    texts = [" ".join(WORDS[i % len(WORDS) : i % len(WORDS) + 1 + i % 6]) for i in range(40)]
+    alone = _run(int8, sample_inputs(tokenizer, names, texts[:1]))[0]
+    batched = _run(int8, sample_inputs(tokenizer, names, texts))[0]
+    assert not np.allclose(alone, batched, rtol=0, atol=1e-7)  # activation scales are the whole batch's
+
+    features = [dict(tokenizer(text)) for text in texts]
+    rows = onnx_rows(int8, features, names, tokenizer.pad_token_id)
+    for start in range(0, len(texts), SERVED_BATCH):
+        served = _run(int8, sample_inputs(tokenizer, names, texts[start : start + SERVED_BATCH]))
+        np.testing.assert_array_equal(np.stack([row[0] for row in rows[start : start + SERVED_BATCH]]), served)

@@ -205,6 +205,14 @@ def test_compress_with_qat_ships_its_files_and_compares_them_with_static(dense_d
     saved = json.loads((run / "training_result.json").read_text())
     assert {**saved["build"]["qat"], "shipped": shipped} == card.build["qat"]  # the export adds what it shipped
 
+    # A rerun resumes both stages with no steps left: the time of the earlier invocation stays in the card.
+    saved["build"]["training_wall_clock_seconds"], saved["build"]["qat"]["training_wall_clock_seconds"] = 5000, 700
+    (run / "training_result.json").write_text(json.dumps(saved))
+    rerun = compress(_config(qat_recipe(), dense_dir, run))
+    assert rerun is not None and rerun.metrics == card.metrics
+    assert 5000 <= rerun.build["training_wall_clock_seconds"] < 5000 + 120
+    assert 700 <= rerun.build["qat"]["training_wall_clock_seconds"] < 700 + 60
+
 
 def test_each_engine_ships_the_better_file_static_being_the_fallback(tmp_path: Path) -> None:
     model_dir, static = tmp_path / "model", tmp_path / "static"
