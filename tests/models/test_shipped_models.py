@@ -27,10 +27,6 @@ GOLDEN: dict[str, tuple[dict[str, Any], list[Any]]] = {
         {"inputs": ["a gorgeous, witty, seductive movie.", ["it is not bad", "really"], "dull and lifeless"]},
         ["positive", "positive", "negative"],
     ),
-    "sentiment-small": (
-        {"inputs": ["a gorgeous, witty, seductive movie.", ["it is not bad", "really"], "dull and lifeless"]},
-        ["positive", "positive", "negative"],
-    ),
     "ner": (
         {"inputs": ["Angela Merkel met Emmanuel Macron in Paris.", "The U.S. Open is in New York."]},
         [
