@@ -68,8 +68,9 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         data_collator=task.collator(tokenizer),
         compute_metrics=evaluation.trainer_metrics,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
-    metrics = final_evaluation(trainer) or trainer.evaluate()
+    resume = last_checkpoint(config.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
+    metrics = final_evaluation(trainer, resume) or trainer.evaluate()
     final_dir = Path(config.output_dir) / "final"
     trainer.save_model(str(final_dir))
     tokenizer.save_pretrained(str(final_dir))

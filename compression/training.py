@@ -258,14 +258,17 @@ def validation_curve(trainer: Trainer) -> list[dict[str, float]]:
     return curve
 
 
-def final_evaluation(trainer: Trainer) -> dict[str, float] | None:
+def final_evaluation(trainer: Trainer, resumed_from: str | None = None) -> dict[str, float] | None:
     """The task metrics of the evaluation the Trainer ran at its last step, without the ``eval_`` prefix (loss
-    and timings left out), or None if it ran none there.
+    and timings left out), or None if it ran none there, or if it ran no step since ``resumed_from`` (the
+    checkpoint it resumed: that evaluation is an earlier invocation's, maybe of other validation data).
 
     transformers evaluates at the end of step-based training, so this spares a second pass over the
     validation set (minutes for SQuAD on a CPU).
     """
     curve = validation_curve(trainer)
     if not curve or curve[-1]["step"] != trainer.state.global_step:
+        return None
+    if resumed_from is not None and trainer.state.global_step <= int(Path(resumed_from).name.split("-")[-1]):
         return None
     return {key: value for key, value in curve[-1].items() if key not in ("step", "epoch")}

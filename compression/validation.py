@@ -46,6 +46,7 @@ class ValidationRecord(BaseModel):
     file: str | None = None
     sentences: int | None = None  # sentence holdout: sentences found in the training file
     dropped_from_train: int | None = None  # sentence holdout: examples inside a held-out sentence, not trained on
+    dropped_from_validation: int | None = None  # NER: validation sentences inside a training sentence, not scored
     articles: int | None = None  # articles held out (SQuAD)
     retrieval: ValidationRecord | None = None  # sentence embedding: how the retrieval queries were carved
     counted_on: str | None = None
@@ -79,14 +80,10 @@ def hold_out_sentences(examples: list[Example], fraction: float, seed: int) -> H
     return Holdout(train, validation, len(sentences), len(examples) - len(train) - len(validation))
 
 
-def outside_validation(train: Sequence[str], validation: Sequence[str]) -> list[int]:
-    """Positions of the training texts inside no validation text: copies and fragments of a validation text leave.
-
-    (Training texts that merely hold a validation text stay: a validation text can be one short heading or token,
-    which sits inside a large share of any corpus.)
-    """
-    index = ContainmentIndex(normalise(text) for text in validation)
-    return [position for position, text in enumerate(train) if not index.holds(normalise(text))]
+def inside_none(texts: Sequence[str], others: Sequence[str]) -> list[int]:
+    """Positions of the texts inside none of the others (copies and fragments of another text are inside it)."""
+    index = ContainmentIndex(normalise(text) for text in others)
+    return [position for position, text in enumerate(texts) if not index.holds(normalise(text))]
 
 
 def count_overlaps(train: Sequence[Sequence[str]], validation: Sequence[Sequence[str]]) -> tuple[int, int]:

@@ -95,7 +95,7 @@ def train_quantization_aware(
     log.info("quantization-aware training of %d layers for %s epochs", len(layers), settings.epochs)
     trainer.train(resume_from_checkpoint=resume)
     pruner.remove_hooks()
-    simulated = final_evaluation(trainer) or score(prepared, student)
+    simulated = final_evaluation(trainer, resume) or score(prepared, student)
     quantization.detach()
     student = trainer.accelerator.unwrap_model(student, keep_fp32_wrapper=False)
     folder = output / QAT_TRAINED

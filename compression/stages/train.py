@@ -131,15 +131,16 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
 
     live_teacher = teacher.model if teacher is not None and teacher_logits is None else None
     trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared)
-    trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
+    resume = last_checkpoint(config.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
     callback.pruner.remove_hooks()
     # Mixed precision wraps the model's forward in autocast; the export traces the plain fp32 forward.
     student = trainer.accelerator.unwrap_model(student, keep_fp32_wrapper=False)
     trainer.save_model(str(output / TRAINED))
     prepared.tokenizer.save_pretrained(str(output / TRAINED))
 
-    metrics: dict[str, Any] = {"validation_examples": len(prepared.data.validation),
-                               **prefixed("student_fp32", final_evaluation(trainer) or score(prepared, student))}
+    fp32 = final_evaluation(trainer, resume) or score(prepared, student)
+    metrics: dict[str, Any] = {"validation_examples": len(prepared.data.validation), **prefixed("student_fp32", fp32)}
     if teacher is not None:
         metrics.update(prefixed("teacher", teacher_score(teacher, prepared, plan.data)))
     record = BuildRecord(

@@ -35,7 +35,7 @@ from compression.tasks.base import (
     pick_inputs,
 )
 from compression.tasks.entity_metric import entity_scores
-from compression.validation import ValidationRecord, counted, outside_validation
+from compression.validation import ValidationRecord, counted, inside_none
 from service.runtime.errors import ConfigError, MissingFile
 from service.runtime.tasks.token_classification import SPEC, check_tags, first_tokens, word_spans
 
@@ -132,7 +132,9 @@ class TokenClassificationTask(SpecTask):
 
     def prepare(self, config: DataConfig) -> PreparedData:
         """Load sentences, carve (at random) or load validation, drop every training sentence inside a validation
-        sentence (CoNLL repeats headings and table lines across its files), count the overlaps left, order the tags."""
+        sentence (CoNLL repeats headings and table lines across its files), then leave unscored every validation
+        sentence inside a training sentence (short headings and broken table lines), so the overlaps counted are 0
+        both ways; order the tags."""
         if config.label_names or config.round_labels:
             raise ValueError("--label-names and --round-labels are for text classification")
         if config.validation_split:
@@ -145,9 +147,13 @@ class TokenClassificationTask(SpecTask):
             train, validation = split_validation(sentences, config.validation_fraction, config.seed)
             record = ValidationRecord(method="random", fraction=config.validation_fraction, seed=config.seed,
                                       file=config.train_file)
-        kept = [train[n] for n in outside_validation([s.text for s in train], [s.text for s in validation])]
-        record = record.model_copy(update={"dropped_from_train": len(train) - len(kept)})
+        kept = [train[n] for n in inside_none([s.text for s in train], [s.text for s in validation])]
+        dropped_from_train = len(train) - len(kept)
         train = kept if config.max_train_examples is None else kept[: config.max_train_examples]
+        scored = [validation[n] for n in inside_none([s.text for s in validation], [s.text for s in train])]
+        record = record.model_copy(update={"dropped_from_train": dropped_from_train,
+                                           "dropped_from_validation": len(validation) - len(scored)})
+        validation = scored
         record = counted(record, [(s.text,) for s in train], [(s.text,) for s in validation], "sentences")
         labels = tag_order(train + validation)
         return PreparedData(train, validation, record, labels, labels)

@@ -147,6 +147,8 @@ def test_final_evaluation_is_the_one_logged_at_the_last_step() -> None:
     assert final_evaluation(trainer(logged, 10)) == {"f1": 0.8}
     assert final_evaluation(trainer(logged, 12)) is None  # evaluated before the last step: stale
     assert final_evaluation(trainer(logged[:1], 10)) is None
+    assert final_evaluation(trainer(logged, 10), "run/checkpoint-8") == {"f1": 0.8}  # resumed and trained on
+    assert final_evaluation(trainer(logged, 10), "run/checkpoint-10") is None  # resumed with no step left
 
 
 def test_training_and_export_run_as_separate_stages(dense_dir: Path, tmp_path: Path) -> None:

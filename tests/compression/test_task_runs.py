@@ -122,7 +122,7 @@ def test_token_classification_finetune_and_compress(ner_base: Path, tmp_path: Pa
     assert {"precision", "recall", "f1"} <= set(info["validation_metrics"])
     assert info["validation"] == {"method": "random", "fraction": 0.34, "seed": 42, "file": conll,
                                   "counted_on": "sentences", "validation_in_train": 0, "train_in_validation": 0,
-                                  "dropped_from_train": 0}
+                                  "dropped_from_train": 0, "dropped_from_validation": 0}
 
     data = DataConfig(conll, task="token-classification", validation_fraction=0.34)
     config = CompressConfig(recipe=tiny_recipe(), recipe_source="test", model=str(run / "final"),

@@ -91,13 +91,16 @@ def test_token_distillation_ignores_unlabelled_positions() -> None:
 
 def test_training_sentences_inside_a_validation_sentence_leave_training(tmp_path: Path) -> None:
     """CoNLL repeats headings and table lines across its files: a copy or a fragment of a validation sentence is not
-    trained on; a training sentence that merely holds a validation sentence stays."""
+    trained on; a training sentence that merely holds a validation sentence stays, and that validation sentence is
+    left unscored, so no overlap is left either way."""
     validation = tmp_path / "valid.txt"
     validation.write_text("Louis B-PER\nlived O\nin O\nVersailles B-LOC\n\nScorers O\n: O\n\n")
     config = DataConfig(str(CONLL), validation_file=str(validation), task="token-classification", max_length=16)
     data = task_for("token-classification").prepare(config)
     texts = [s.text for s in data.train]  # "Louis lived in Versailles , near Paris ." holds a validation sentence
     assert len(texts) == len(load_conll(CONLL)) and data.record.dropped_from_train == 0
+    assert [s.text for s in data.validation] == ["Scorers :"] and data.record.dropped_from_validation == 1
+    assert (data.record.validation_in_train, data.record.train_in_validation) == (0, 0)
     extra = tmp_path / "train.txt"
     extra.write_text(CONLL.read_text() + "\nScorers O\n: O\n\nLouis B-PER\nlived O\n\n")
     data = task_for("token-classification").prepare(
