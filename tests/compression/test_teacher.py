@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import MPNetForSequenceClassification
 
 from compression.compress import CompressConfig, compress
 from compression.recipe import Recipe
@@ -18,7 +19,13 @@ from compression.tasks import DataConfig, task_for
 from compression.training import TEACHER_LOGITS, DistillationTrainer, distillation_loss, training_arguments
 from compression.training_loop import TrainingLoop
 from service.runtime.errors import ConfigError
-from tests.tiny_models import tiny_classifier, tiny_subword_tokenizer, tiny_token_classifier, tiny_tokenizer
+from tests.tiny_models import (
+    make_tiny_encoder_base,
+    tiny_classifier,
+    tiny_subword_tokenizer,
+    tiny_token_classifier,
+    tiny_tokenizer,
+)
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -163,3 +170,24 @@ def test_a_bf16_run_exports_fp32_graphs(student_dir: Path, tmp_path: Path) -> No
     card = compress(config)  # ONNX Runtime refuses a graph that mixes bfloat16 and float products
     assert card is not None and card.build["recipe_settings"]["training"]["precision"] == "bf16"
     assert "int8_deepsparse_graph_accuracy" in card.metrics and "fp32_onnx_accuracy" in card.metrics
+
+
+def test_an_mpnet_teacher_reads_sentence_pairs_its_own_way(student_dir: Path, tmp_path: Path) -> None:
+    base = make_tiny_encoder_base(tmp_path / "mpnet-base", arch="mpnet")
+    teacher_dir = tmp_path / "mpnet-teacher"
+    MPNetForSequenceClassification.from_pretrained(base, num_labels=2).save_pretrained(teacher_dir)
+    tiny_subword_tokenizer().save_pretrained(teacher_dir)
+    task = task_for("text-classification")
+    data = DataConfig(train_file=str(FIXTURES / "pairs.tsv"), validation_fraction=0.25, max_length=32)
+    prepared = prepare(data, str(student_dir), task.load_model(str(student_dir)))
+    teacher = load_teacher(task, str(teacher_dir), prepared)
+    assert teacher.own_tokenizer and teacher.input_names == ["input_ids", "attention_mask"]
+    attach_teacher_logits(teacher, prepared, data, "fp32", tmp_path / "run")
+    words = tiny_subword_tokenizer()
+    assert all(example.text_pair for example in prepared.data.train)
+    for example, feature in zip(prepared.data.train, prepared.train, strict=True):
+        encoded = words(example.text, example.text_pair, return_tensors="pt")
+        with torch.no_grad():
+            expected = teacher.model(input_ids=encoded["input_ids"],
+                                     attention_mask=encoded["attention_mask"]).logits[0].numpy()
+        np.testing.assert_allclose(feature[TEACHER_LOGITS], expected, atol=1e-5)
