@@ -56,12 +56,18 @@ def test_mpnet_attention_with_its_position_bias_is_left_as_it_is(tmp_path: Path)
     assert [node.op_type for node in graph.graph.node] == before
 
 
-def test_the_fused_dynamic_form_runs_int8_attention_close_to_fp32(tmp_path: Path) -> None:
-    model, tokenizer = tiny_classifier("bert"), tiny_tokenizer("bert")
+def _fused_dynamic(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A tiny classifier's exported FP32 file, its fused-dynamic INT8 file and its input names."""
     exported = tmp_path / "model.onnx"
-    names = export_onnx(model, tokenizer, exported)
+    names = export_onnx(tiny_classifier("bert"), tiny_tokenizer("bert"), exported)
     settings = EngineQuantization.model_validate({"form": "fused-dynamic"})
     int8 = quantize_for_engine(exported, tmp_path / "int8.onnx", "onnxruntime", [], settings=settings)
+    return exported, int8, names
+
+
+def test_the_fused_dynamic_form_runs_int8_attention_close_to_fp32(tmp_path: Path) -> None:
+    exported, int8, names = _fused_dynamic(tmp_path)
+    tokenizer = tiny_tokenizer("bert")
     ops = Counter(node.op_type for node in onnx.load(str(int8)).graph.node)
     assert ops["QAttention"] == 2 and ops["SkipLayerNormalization"] == 4 and ops["BiasGelu"] == 2
     assert ops["MatMul"] == 0  # every weight product is INT8
@@ -79,11 +85,8 @@ def test_deepsparse_keeps_the_static_form() -> None:
 
 
 def test_cards_score_in_served_batches_as_a_dynamic_files_outputs_depend_on_the_batch(tmp_path: Path) -> None:
-    model, tokenizer = tiny_classifier("bert"), tiny_tokenizer("bert")
-    exported = tmp_path / "model.onnx"
-    names = export_onnx(model, tokenizer, exported)
-    settings = EngineQuantization.model_validate({"form": "fused-dynamic"})
-    int8 = quantize_for_engine(exported, tmp_path / "int8.onnx", "onnxruntime", [], settings=settings)
+    _, int8, names = _fused_dynamic(tmp_path)
+    tokenizer = tiny_tokenizer("bert")
     texts = [" ".join(WORDS[i % len(WORDS) : i % len(WORDS) + 1 + i % 6]) for i in range(40)]
     alone = _run(int8, sample_inputs(tokenizer, names, texts[:1]))[0]
     batched = _run(int8, sample_inputs(tokenizer, names, texts))[0]
