@@ -12,9 +12,8 @@ import torch
 from transformers import PreTrainedModel
 
 Run = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
-
-
 SERVED_BATCH = 16  # the largest batch the server runs by default and `oberta evaluate` scores with
+
 
 def pad_batch(
     features: list[dict[str, Any]], input_names: list[str], pad_id: int = 0, length: int | None = None
