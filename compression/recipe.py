@@ -32,6 +32,8 @@ class OBSRecipe(_Strict):
     recomputations: int = Field(1, ge=1, description="Fisher recomputations per pruning update")
 
 
+STRUCTURE_GROUPS = {"unstructured": 1, "4-block": 4}  # pattern: weights pruned together along the input dimension
+
 class PruningRecipe(_Strict):
     """Gradual pruning of the encoder's Linear layers."""
 
@@ -62,7 +64,7 @@ class PruningRecipe(_Strict):
     @property
     def group(self) -> int:
         """Weights pruned together."""
-        return 4 if self.structure == "4-block" else 1
+        return STRUCTURE_GROUPS[self.structure]
 
 
 class StudentRecipe(_Strict):

@@ -25,7 +25,6 @@ from service.runtime.engines import Engine, EngineOptions
 from service.runtime.errors import ConfigError, MissingPackage
 
 log = logging.getLogger(__name__)
-BATCH_SIZE = SERVED_BATCH  # also the DeepSparse engine's largest compiled batch
 ENGINE_ORDER: tuple[EngineName, ...] = ("onnxruntime", "deepsparse")
 
 
@@ -78,7 +77,7 @@ def load_engine(runtime: EngineName, path: Path, card: ModelCard, threads: int |
     usable, reason = deepsparse_support()
     if not usable:
         raise MissingPackage(f"--engine deepsparse: {reason}")
-    engine = DeepSparseEngine(path, EngineOptions(max_length=card.max_length, max_batch_size=BATCH_SIZE,
+    engine = DeepSparseEngine(path, EngineOptions(max_length=card.max_length, max_batch_size=SERVED_BATCH,
                                                   threads=threads))
     while engine.compile_next():
         pass
@@ -90,7 +89,7 @@ def score_file(runtime: EngineName, path: Path, card: ModelCard, evaluation: Eva
     """The task's metrics of one file on one engine, the engine's facts, and the seconds the run took."""
     engine = load_engine(runtime, path, card, threads)
     started = time.perf_counter()
-    rows = engine_rows(engine.run, evaluation.features, card.inputs, pad_id, BATCH_SIZE)
+    rows = engine_rows(engine.run, evaluation.features, card.inputs, pad_id, SERVED_BATCH)
     return evaluation.score(rows), engine.info(), time.perf_counter() - started
 
 

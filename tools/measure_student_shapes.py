@@ -38,7 +38,7 @@ from compression.base_models import resolve_base_model
 from compression.export import export_model_dir, export_onnx, sample_inputs
 from compression.pruning.pruner import Pruner, find_layers
 from compression.quantize import quantize_for_engine
-from compression.recipe import QuantizationRecipe
+from compression.recipe import STRUCTURE_GROUPS, QuantizationRecipe
 from compression.structure import keep_layers, prune_structures
 from service.runtime.engines.base import EngineOptions
 from service.runtime.engines.deepsparse_engine import DeepSparseEngine
@@ -56,7 +56,6 @@ TEXTS = ["a gorgeous, witty, seductive movie.", "it is a dull and lifeless film 
          "the cast is good, but the story drags on without ever finding its heart."] * 4
 LENGTH = 128
 Runner = Callable[[dict[str, np.ndarray]], object]
-GROUPS = {"unstructured": 1, "4-block": 4}  # weights pruned together along the input dimension
 
 
 def case_name(shape: str, sparsity: float, structure: str) -> str:
@@ -81,7 +80,8 @@ def build(output: Path, names: list[str], sparsities: list[float], structures: l
         keep_layers(model, layers)
         if heads or neurons:
             prune_structures(model, [dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))], heads, neurons)
-        Pruner(find_layers(model), scorer="magnitude", scope="global", group=GROUPS[structure]).prune(sparsity)
+        group = STRUCTURE_GROUPS[structure]
+        Pruner(find_layers(model), scorer="magnitude", scope="global", group=group).prune(sparsity)
         directory = output / name
         export_model_dir(model, tokenizer, directory, name, LENGTH)
         fp32 = directory / "fp32.onnx"
@@ -137,7 +137,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, required=True, help="directory for the built files")
     parser.add_argument("--sparsity", type=float, nargs="+", default=[0.9],
                         help="overall sparsity of each shape, one case each (0.9)")
-    parser.add_argument("--structure", nargs="+", choices=sorted(GROUPS), default=["unstructured"],
+    parser.add_argument("--structure", nargs="+", choices=sorted(STRUCTURE_GROUPS), default=["unstructured"],
                         help="pruning pattern, one case each (unstructured)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per case per round (1)")

@@ -93,9 +93,7 @@ def _prune_structures(student: PreTrainedModel, prepared: Prepared, shape: Stude
 
 def _earlier_result(output: Path) -> TrainingResult | None:
     """The result an earlier invocation left in a run directory this one resumes (its wall clock adds to this
-    one's), or None for a fresh run."""
-    if last_checkpoint(str(output)) is None:
-        return None
+    one's), or None where it left none."""
     try:
         return TrainingResult.load(output)
     except (MissingFile, ConfigError):
@@ -105,7 +103,8 @@ def _earlier_result(output: Path) -> TrainingResult | None:
 def train(config: CompressConfig, plan: Plan) -> Trained:
     """Prune with distillation, save ``trained/`` and ``training_result.json`` in the output directory."""
     started = time.time()
-    earlier = _earlier_result(Path(config.output_dir))
+    resume = last_checkpoint(config.output_dir)
+    earlier = _earlier_result(Path(config.output_dir)) if resume else None
     recipe = plan.recipe
     student_path = resolve_base_model(config.model)
     task = task_for(plan.data.task)
@@ -131,7 +130,6 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
 
     live_teacher = teacher.model if teacher is not None and teacher_logits is None else None
     trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared)
-    resume = last_checkpoint(config.output_dir)
     trainer.train(resume_from_checkpoint=resume)
     callback.pruner.remove_hooks()
     # Mixed precision wraps the model's forward in autocast; the export traces the plain fp32 forward.
