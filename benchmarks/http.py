@@ -1,8 +1,9 @@
 """`oberta bench http`: throughput and latency of a served model over HTTP, against the engine alone.
 
-By default the benchmark starts `oberta serve` for the model on a free 127.0.0.1 port, measures the engine alone
-in-process (same engine, threads and batch size as the server, same texts), sweeps the concurrency levels with a
-bounded closed-loop load generator (benchmarks/http_load.py), and stops the server with SIGTERM. With --url it
+By default the benchmark starts `oberta serve` for the model on a free 127.0.0.1 port, sweeps the concurrency levels
+with a bounded closed-loop load generator (benchmarks/http_load.py), measuring the engine alone in-process (same
+engine, threads and batch size as the server, same texts) before each round of each level, so that a shared machine
+whose speed drifts moves both sides of the ratio, and stops the server with SIGTERM. With --url it
 targets a running server instead, which must be on loopback. The load is texts, or questions with their contexts for
 question answering. `--mixed` measures models sharing one server instead (benchmarks/http_mixed.py).
 """
@@ -25,13 +26,22 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 import yaml
 
-from benchmarks.http_load import Input, Protocol, inference_path, post_requests, request_bodies, sweep
+from benchmarks.http_load import (
+    Input,
+    Level,
+    Protocol,
+    inference_path,
+    merged,
+    post_requests,
+    request_bodies,
+    run_level,
+)
 from benchmarks.report import machine
 from service.runtime.card import load_card
 from service.runtime.config import Endpoint, EndpointConfig, Settings
@@ -47,6 +57,8 @@ VERDICTS = ("is a gorgeous, witty and seductive ride", "drags on without any poi
             "is dull, lifeless and far too long", "made me laugh more than once", "never quite finds its rhythm",
             "is one of the best of the year", "wastes a talented cast", "is worth seeing twice", "left me cold")
 LINKS = ("and", "but", "while", "although", "because")
+TextLength = Literal["short", "long"]
+PARAGRAPH_SENTENCES = 6  # sample sentences in a long text: 67 to 182 tokens, median 114
 
 
 @dataclass(frozen=True)
@@ -66,8 +78,10 @@ class HttpBenchConfig:
     inputs_per_request: int = 1
     protocol: Protocol = "v1"
     timeout_s: float = 30.0
-    engine_seconds: float = 10.0
-    texts: tuple[str, ...] = field(default_factory=tuple)  # default: sample_texts()
+    engine_seconds: float = 10.0  # engine alone, a round
+    rounds: int = 1  # engine alone then the level, alternated, per level
+    texts: tuple[str, ...] = field(default_factory=tuple)  # default: sample_inputs(task, text_length)
+    text_length: TextLength = "short"
     api_key: str | None = None
     command: str = ""
 
@@ -82,6 +96,14 @@ def sample_texts(count: int = 256, seed: int = 0) -> list[str]:
     return [text.strip().capitalize() for text in texts]
 
 
+def sample_paragraphs(count: int = 256, seed: int = 0) -> list[str]:
+    """Review-like paragraphs of six sentences (67 to 182 tokens, median 114: a batch of 16 fills the shipped models'
+    longest shape, 128), the same for every run."""
+    rng = random.Random(seed)
+    texts = sample_texts(count, seed)
+    return [" ".join(rng.sample(texts, PARAGRAPH_SENTENCES)) for _ in range(count)]
+
+
 def sample_questions(count: int = 256, seed: int = 0) -> list[dict[str, str]]:
     """Questions about contexts of three to six review-like sentences (about 40 to 150 tokens), the same every run."""
     rng = random.Random(seed)
@@ -93,13 +115,14 @@ def sample_questions(count: int = 256, seed: int = 0) -> list[dict[str, str]]:
     return questions
 
 
-def sample_inputs(task: str) -> list[Input]:
-    """Request inputs for a model of `task`: texts, or questions with their contexts; ConfigError for other inputs."""
+def sample_inputs(task: str, text_length: TextLength = "short") -> list[Input]:
+    """Request inputs for a model of `task`: short or long texts, or questions with their contexts; ConfigError for
+    other inputs."""
     if task == "question-answering":
         return list(sample_questions())
     if not task_spec(task).accepts_text:
         raise ConfigError(f"the HTTP benchmark sends texts or questions; {task} models take other inputs")
-    return list(sample_texts())
+    return list(sample_paragraphs() if text_length == "long" else sample_texts())
 
 
 def check_loopback(url: str) -> str:
@@ -194,34 +217,57 @@ def served_model(url: str, name: str, api_key: str | None) -> dict[str, Any]:
     raise ValueError(f"the server at {url} does not serve a model named {name!r}")
 
 
-def engine_items_per_second(
-    model_dir: Path, engine: str, threads: int | None, batch_size: int, texts: Sequence[Input], seconds: float
-) -> float:
-    """Items/s of the engine alone on full batches of `texts` (or other inputs), tokenized and padded as the server
-    does."""
-    card = load_card(model_dir)
-    config = EndpointConfig(model_dir=model_dir, engine=engine, max_batch_size=batch_size)  # type: ignore[arg-type]
-    endpoint = Endpoint(card.name, model_dir, card, config)
-    loaded, task = load_model(endpoint, Settings(threads=threads), load_engine)
-    if isinstance(loaded, DeferredCompilation):  # measure on every shape, as the settled server runs
-        while loaded.compile_next():
-            pass
-    items = task.preprocess(list(texts))
-    batches = [task.collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
-    batches = [batch for batch in batches if len(next(iter(batch.values()))) == batch_size] or batches
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or done == 0:
-        for batch in batches:
-            loaded.run(batch)
-            done += len(next(iter(batch.values())))
-    return done / (time.perf_counter() - start)
+class EngineAlone:
+    """The served model's engine in this process, on full batches of the benchmark's inputs tokenized and padded as
+    the server does, every shape compiled as in the settled server."""
+
+    def __init__(self, model_dir: Path, engine: str, threads: int | None, batch_size: int, texts: Sequence[Input]):
+        card = load_card(model_dir)
+        config = EndpointConfig(model_dir=model_dir, engine=engine, max_batch_size=batch_size)  # type: ignore[arg-type]
+        self._engine, task = load_model(Endpoint(card.name, model_dir, card, config), Settings(threads=threads),
+                                        load_engine)
+        if isinstance(self._engine, DeferredCompilation):
+            while self._engine.compile_next():
+                pass
+        items = task.preprocess(list(texts))
+        batches = [task.collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
+        self._batches = [batch for batch in batches if len(next(iter(batch.values()))) == batch_size] or batches
+
+    def measure(self, seconds: float) -> tuple[int, float]:
+        """Items run and seconds taken, running the batches back to back for about `seconds` (at least one batch)."""
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or done == 0:
+            for batch in self._batches:
+                self._engine.run(batch)
+                done += len(next(iter(batch.values())))
+        return done, time.perf_counter() - start
+
+
+async def interleaved_sweep(
+    url: str, requests: Sequence[bytes], config: HttpBenchConfig, engine: EngineAlone
+) -> list[tuple[Level, float]]:
+    """Each concurrency level after a warm-up of one request per client, in `rounds` rounds of the engine alone for
+    engine_seconds then the level for seconds_per_level (each round at most requests_per_level / rounds requests);
+    returns each level, rounds merged, with the engine's items/s over the rounds of that level."""
+    budget = max(1, config.requests_per_level // config.rounds)
+    results = []
+    for concurrency in config.concurrency:
+        await run_level(url, requests, concurrency, concurrency, config.seconds_per_level, config.timeout_s)
+        levels, items, seconds = [], 0, 0.0
+        for _ in range(config.rounds):
+            done, took = engine.measure(config.engine_seconds)
+            items, seconds = items + done, seconds + took
+            levels.append(await run_level(url, requests, concurrency, budget, config.seconds_per_level,
+                                          config.timeout_s))
+        results.append((merged(levels), items / seconds))
+    return results
 
 
 def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Sweep the concurrency levels; returns one summary per level and the run's metadata (machine included)."""
     card = load_card(config.model_dir)
     name = config.name or card.name
-    texts: list[Input] = list(config.texts) if config.texts else sample_inputs(card.task)
+    texts: list[Input] = list(config.texts) if config.texts else sample_inputs(card.task, config.text_length)
     exit_codes: list[int] = []
     with contextlib.ExitStack() as stack:
         if config.url:
@@ -231,16 +277,14 @@ def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], d
             endpoint = endpoint_entry(config, config.model_dir, config.name)
             url = stack.enter_context(started_server([endpoint], config, workdir, exit_codes))
         model = served_model(url, name, config.api_key)
-        engine_rate = engine_items_per_second(
-            config.model_dir, model["engine"], config.threads, model["max_batch_size"], texts, config.engine_seconds
-        )
+        engine = EngineAlone(config.model_dir, model["engine"], config.threads, model["max_batch_size"], texts)
         bodies = request_bodies(texts, config.inputs_per_request, config.protocol)
         requests = post_requests(url, inference_path(name, config.protocol), bodies, headers(config.api_key))
-        levels = asyncio.run(sweep(url, requests, config.concurrency, config.requests_per_level,
-                                   config.seconds_per_level, config.timeout_s))
+        levels = asyncio.run(interleaved_sweep(url, requests, config, engine))
     results = []
-    for level in levels:
+    for level, engine_rate in levels:
         summary = level.summary(config.inputs_per_request)
+        summary["engine_items_per_second"] = engine_rate
         summary["served_over_engine"] = summary["items_per_second"] / engine_rate
         results.append(summary)
     meta = {
@@ -256,9 +300,11 @@ def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], d
         "protocol": config.protocol,
         "inputs_per_request": config.inputs_per_request,
         "texts": len(texts),
+        "text_source": "texts from --texts" if config.texts else f"built-in {config.text_length} texts",
         "requests_per_level": config.requests_per_level,
         "seconds_per_level": config.seconds_per_level,
-        "engine_items_per_second": engine_rate,
+        "rounds": config.rounds,
+        "engine_seconds": config.engine_seconds,
         "server_exit_code": exit_codes[0] if exit_codes else None,
     }
     return results, meta
@@ -275,7 +321,8 @@ def run_command(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
         concurrency=tuple(int(c) for c in args.concurrency.split(",")), requests_per_level=args.requests_per_level,
         seconds_per_level=args.seconds_per_level, inputs_per_request=args.inputs_per_request, protocol=args.protocol,
-        timeout_s=args.timeout, engine_seconds=args.engine_seconds, texts=texts,
+        timeout_s=args.timeout, engine_seconds=args.engine_seconds, rounds=args.rounds, texts=texts,
+        text_length=args.text_length,
         api_key=os.environ.get("OBERTA_API_KEY"), command="oberta " + shlex.join(sys.argv[1:]),
     )
     if args.mixed:

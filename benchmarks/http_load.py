@@ -148,13 +148,10 @@ async def run_level(
     return Level(concurrency, time.perf_counter() - start, latencies, statuses)
 
 
-async def sweep(
-    url: str, requests: Sequence[bytes], concurrencies: Sequence[int], max_requests: int, seconds: float,
-    timeout_s: float,
-) -> list[Level]:
-    """Every concurrency level in turn, each after a warm-up of one request per client."""
-    levels = []
-    for concurrency in concurrencies:
-        await run_level(url, requests, concurrency, concurrency, seconds, timeout_s)
-        levels.append(await run_level(url, requests, concurrency, max_requests, seconds, timeout_s))
-    return levels
+def merged(levels: Sequence[Level]) -> Level:
+    """Rounds of one level as one level: their seconds, latencies and statuses added up."""
+    statuses: Counter[str] = Counter()
+    for level in levels:
+        statuses.update(level.statuses)
+    return Level(levels[0].concurrency, sum(level.seconds for level in levels),
+                 [latency for level in levels for latency in level.latencies], statuses)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from benchmarks.http import (
     served_model,
     started_server,
 )
-from benchmarks.http_load import Level, inference_path, post_requests, request_bodies, run_level
+from benchmarks.http_load import Level, inference_path, merged, post_requests, request_bodies, run_level
 from service.runtime.card import load_card
 from service.runtime.errors import ConfigError
 
@@ -79,15 +78,6 @@ async def _phase(url: str, loads: Sequence[_Load], seconds: float, timeout_s: fl
                                        for load in loads)))
 
 
-def _merged(levels: Sequence[Level]) -> Level:
-    """The rounds of one phase as one level: their seconds, latencies and statuses added up."""
-    statuses: Counter[str] = Counter()
-    for level in levels:
-        statuses.update(level.statuses)
-    return Level(levels[0].concurrency, sum(level.seconds for level in levels),
-                 [latency for level in levels for latency in level.latencies], statuses)
-
-
 async def _measure(
     url: str, loads: Sequence[_Load], rounds: int, seconds: float, timeout_s: float
 ) -> tuple[list[Level], list[Level]]:
@@ -99,7 +89,7 @@ async def _measure(
             alone[index] += await _phase(url, [load], seconds, timeout_s)
         for index, level in enumerate(await _phase(url, loads, seconds, timeout_s)):
             mixed[index].append(level)
-    return [_merged(levels) for levels in alone], [_merged(levels) for levels in mixed]
+    return [merged(levels) for levels in alone], [merged(levels) for levels in mixed]
 
 
 def run_mixed_benchmark(

@@ -22,19 +22,22 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"Machine: {machine['cpu']}, {machine['cores']} cores; onnxruntime {machine['onnxruntime']}, deepsparse "
         f"{machine['deepsparse']}  ",
         f"Server: {meta['engine']} engine, max_batch_size {meta['max_batch_size']}, max_wait_ms {meta['max_wait_ms']}, "
-        f"{meta['protocol']} protocol, {meta['inputs_per_request']} input(s) per request, load generator and server "
+        f"{meta['protocol']} protocol, {meta['inputs_per_request']} input(s) per request ({meta['text_source']}), "
+        "load generator and server "
         "on the same machine over loopback.  ",
-        f"Engine alone: {meta['engine_items_per_second']:.1f} items/s at batch {meta['max_batch_size']} on the same "
-        "texts (tokenized and padded as the server does).",
+        f"Engine alone: in the benchmark's process at batch {meta['max_batch_size']} on the same texts (tokenized and "
+        f"padded as the server does), {meta['engine_seconds']:g} s before each of a level's {meta['rounds']} "
+        "round(s), so each level is compared with the engine measured beside it.",
         "",
-        "| clients | requests | ok req/s | items/s | p50 ms | p95 ms | p99 ms | errors by status | served / engine |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| clients | requests | ok req/s | items/s | p50 ms | p95 ms | p99 ms | errors by status | engine alone "
+        "items/s | served / engine |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['concurrency']} | {r['requests']} | {r['requests_per_second']:.1f} | {r['items_per_second']:.1f} | "
             f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {_errors(r['errors'])} | "
-            f"{r['served_over_engine']:.2f} |"
+            f"{r['engine_items_per_second']:.1f} | {r['served_over_engine']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -49,7 +52,8 @@ def chart(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> No
     concurrency = [r["concurrency"] for r in results]
     figure, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4.5))
     throughput.plot(concurrency, [r["items_per_second"] for r in results], "o-", label="served")
-    throughput.axhline(meta["engine_items_per_second"], color="grey", linestyle="--", label="engine alone")
+    throughput.plot(concurrency, [r["engine_items_per_second"] for r in results], "o--", color="grey",
+                    label="engine alone")
     throughput.set_ylabel("items/s")
     throughput.legend()
     for key in ("p50_ms", "p95_ms", "p99_ms"):

@@ -472,9 +472,9 @@ def _bench_http_parser(kinds: argparse._SubParsersAction) -> None:
         "http",
         help="throughput and latency over HTTP at rising concurrency, against the engine alone",
         description="Start `oberta serve` for --model on a free 127.0.0.1 port (or use a running loopback server, "
-        "--url), measure the engine alone in-process on the same texts, sweep the concurrency levels with a bounded "
-        "closed-loop load generator, and stop the server with SIGTERM. With --mixed, serve several models together "
-        "and measure their shares of the machine under mixed load.",
+        "--url), sweep the concurrency levels with a bounded closed-loop load generator, measuring the engine alone "
+        "in-process on the same texts before each round of each level, and stop the server with SIGTERM. With "
+        "--mixed, serve several models together and measure their shares of the machine under mixed load.",
     )
     http.add_argument("--model", default="models/sentiment", help="model directory (default models/sentiment)")
     http.add_argument("--url", help="a running server on loopback (default: start one for --model)")
@@ -490,14 +490,22 @@ def _bench_http_parser(kinds: argparse._SubParsersAction) -> None:
     http.add_argument("--inputs-per-request", type=int, default=1, help="texts per request (1)")
     http.add_argument("--protocol", default="v1", choices=["v1", "v2"], help="API to call (v1)")
     http.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in seconds (30)")
-    http.add_argument("--engine-seconds", type=float, default=10.0, help="seconds measuring the engine alone (10)")
-    http.add_argument("--texts", help="file of texts, one per line (default: built-in review-like sentences)")
+    http.add_argument("--engine-seconds", type=float, default=10.0,
+                      help="seconds measuring the engine alone, a round (10)")
+    http.add_argument("--texts", help="file of texts, one per line (default: built-in review-like texts, see "
+                      "--text-length)")
+    http.add_argument("--text-length", choices=["short", "long"], default="short",
+                      help="built-in texts without --texts: short sentences (about 8-35 tokens) or long paragraphs "
+                      "(67-182 tokens, median 114; e.g. with --inputs-per-request 16 --concurrency 4) (short)")
     http.add_argument("--output", default="benchmarks/results", help="results directory")
     http.add_argument("--mixed", metavar="DIR:CLIENTS[:INPUTS],...",
                       help="serve these models together and measure each alone, then all at once with the same "
                       "clients: each model's share (mixed req/s over alone) and their sum; --model, --concurrency, "
                       "--inputs-per-request and --requests-per-level do not apply (phases last --seconds-per-level)")
-    http.add_argument("--rounds", type=int, default=1, help="with --mixed: rounds of alone then mixed phases (1)")
+    http.add_argument("--rounds", type=int, default=1,
+                      help="rounds per concurrency level of the engine alone (--engine-seconds) then the level "
+                      "(--seconds-per-level), each served rate compared with the engine measured beside it; with "
+                      "--mixed: rounds of each model alone then all at once (1)")
     http.add_argument("--stem", help="file name stem of the results (default http, or http-mixed with --mixed)")
     http.set_defaults(handler=_run_bench_http)
 

@@ -33,10 +33,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def require_key(
+async def require_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ) -> None:
-    """Dependency of inference and model routes."""
+    """Dependency of inference and model routes (async: FastAPI would run a plain function in a worker thread, a
+    thread hop for every request)."""
     _check(_settings(request), credentials)
 
 

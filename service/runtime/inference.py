@@ -21,6 +21,7 @@ from service.runtime.errors import (
     ShuttingDown,
     TooManyInputs,
 )
+from service.runtime.scheduler import EngineScheduler
 from service.runtime.state import ModelSlot, ServiceState
 from service.runtime.tasks import PredictOptions
 
@@ -77,20 +78,22 @@ async def predict(state: ServiceState, slot: ModelSlot, inputs: Sequence[object]
     with slot.admission.admit(len(inputs)):
         try:
             async with asyncio.timeout(timeout):
-                return await _run(slot, inputs, options)
+                return await _run(state.scheduler, slot, inputs, options)
         except TimeoutError as exc:
             raise InferenceTimeout(f"model {name!r} did not answer within {timeout} s") from exc
 
 
-async def _run(slot: ModelSlot, inputs: Sequence[object], options: PredictOptions) -> list[Any]:
+async def _run(
+    scheduler: EngineScheduler, slot: ModelSlot, inputs: Sequence[object], options: PredictOptions
+) -> list[Any]:
     task, batcher, metrics = slot.task, slot.batcher, slot.metrics
     assert task is not None and batcher is not None  # serving_slot checked
     size = check_text(inputs)
     start = time.perf_counter()
     if size <= INLINE_TOKENIZE_CHARS:  # a thread hop costs more than tokenizing a few sentences
         items = task.preprocess(inputs)
-    else:
-        items = await asyncio.to_thread(task.preprocess, inputs)
+    else:  # between the engine's batches, not beside them (service/runtime/scheduler.py says why)
+        items = await scheduler.between_batches(task.preprocess, inputs)
     metrics.observe_stage("tokenize", time.perf_counter() - start)
     outputs = await batcher.submit(items)
     start = time.perf_counter()

@@ -5,6 +5,11 @@ batch at a time across models, which keeps the cores busy without oversubscribin
 items are due (see `Lane.due_at`), it picks the one that has used the engine least: each model's virtual time grows by
 the seconds its batches held the engine, and a model that starts waiting again begins at the virtual time of the
 latest pick, so time spent idle is not saved up to monopolize the engine later.
+
+Other CPU-heavy work of a request (tokenizing many or long texts) also runs in the engine thread, between batches
+(`between_batches`): beside a running engine it would take cores from the engine's threads, which wait for each other,
+and slow the batch by more than the work itself costs (measured on 2 cores, 16 texts of about 120 tokens a request,
+4 clients: a batch took 28 ms with tokenization beside it, 22 ms without).
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Lane(Protocol):
@@ -74,6 +83,13 @@ class EngineScheduler:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+    async def between_batches(self, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run `work` in the engine thread after the batches and work already queued there, before the next batch;
+        in a thread of its own when the scheduler is not running."""
+        if self._executor is None:
+            return await asyncio.to_thread(work, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: work(*args, **kwargs))
 
     def add(self, lane: Lane) -> None:
         """Schedule `lane`'s batches from now on."""

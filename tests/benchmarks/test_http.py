@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.http import HttpBenchConfig, check_loopback, run_http_benchmark, sample_texts
+from benchmarks.http import HttpBenchConfig, check_loopback, run_http_benchmark, sample_inputs, sample_texts
 from benchmarks.http_load import Level, post_requests, request_bodies, run_level
 from benchmarks.http_mixed import MixedModel, chart, markdown, parse_mixed, run_mixed_benchmark
 from benchmarks.http_report import write_reports
@@ -23,20 +23,22 @@ def test_a_small_sweep_against_a_started_server(bert_dir: Path, tmp_path: Path) 
     config = HttpBenchConfig(
         model_dir=bert_dir, engine="onnxruntime", threads=1, max_wait_ms=1, concurrency=(1, 4),
         requests_per_level=40, seconds_per_level=20, engine_seconds=0.3, protocol="v2", command="test",
+        text_length="long", rounds=2,
     )
     results, meta = run_http_benchmark(config)
     assert [r["concurrency"] for r in results] == [1, 4]
     for r in results:
         assert (r["requests"], r["ok"], r["errors"]) == (40, 40, {})
-        assert r["items_per_second"] > 0 and r["served_over_engine"] > 0
+        assert r["items_per_second"] > 0 and r["engine_items_per_second"] > 0
+        assert r["served_over_engine"] == r["items_per_second"] / r["engine_items_per_second"]
         assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
     assert (meta["engine"], meta["max_batch_size"], meta["server_exit_code"]) == ("onnxruntime", 16, 0)
-    assert meta["engine_items_per_second"] > 0
+    assert (meta["rounds"], meta["engine_seconds"]) == (2, 0.3)
     paths = write_reports(results, meta, tmp_path, "http")
     assert [path.name for path in paths] == ["http.json", "http.md", "http.png"]
     assert json.loads(paths[0].read_text())["results"] == results
     table = paths[1].read_text()
-    assert "Command: `test`" in table and "| 4 | 40 |" in table
+    assert "Command: `test`" in table and "| 4 | 40 |" in table and "(built-in long texts)" in table
 
 
 def test_mixed_load_shares_of_two_models_on_one_server(bert_dir: Path, tmp_path: Path) -> None:
@@ -111,6 +113,11 @@ def test_only_loopback_servers_and_the_cli_registration() -> None:
     with pytest.raises(ValueError, match="only targets servers on loopback"):
         check_loopback("http://10.0.0.1:8000")
     assert sample_texts(4) == sample_texts(4) and len(set(sample_texts())) > 200
-    args = build_parser().parse_args(["bench", "http", "--model", "m", "--concurrency", "1,2", "--protocol", "v2"])
-    assert (args.model, args.concurrency, args.protocol, args.mixed) == ("m", "1,2", "v2", None)
+    short, long = sample_inputs("text-classification"), sample_inputs("text-classification", "long")
+    assert long == sample_inputs("text-classification", "long") and len(set(long)) == len(long)
+    assert min(len(str(text).split()) for text in long) > 3 * max(len(str(text).split()) for text in short) / 2
+    args = build_parser().parse_args(["bench", "http", "--model", "m", "--concurrency", "1,2", "--protocol", "v2",
+                                      "--text-length", "long"])
+    assert (args.model, args.concurrency, args.protocol, args.mixed, args.text_length) == ("m", "1,2", "v2", None,
+                                                                                          "long")
     assert args.handler.__name__ == "_run_bench_http"

@@ -373,3 +373,36 @@ def test_max_batch_tokens_needs_a_token_count() -> None:
     engine, metrics = FakeEngine(), Metrics()
     with pytest.raises(ValueError, match="needs item_tokens"):
         Batcher("m", engine.collate, engine.run, metrics.model("m"), EngineScheduler(), max_batch_tokens=10)
+
+
+def test_work_between_batches_runs_in_the_engine_thread_after_the_running_batch() -> None:
+    log: list[tuple[str, str]] = []
+    engine, metrics = FakeEngine(log=log), Metrics()
+    engine.release.clear()
+
+    def tokenize(text: str) -> str:
+        log.append(("work", threading.current_thread().name))
+        return text.upper()
+
+    async def main() -> str:
+        async with _scheduler() as scheduler:
+            batcher = _batcher(engine, metrics, scheduler, max_batch_size=4, max_wait_ms=1)
+            batcher.start()
+            held = asyncio.create_task(batcher.submit([1]))
+            await engine.wait_entered()
+            work = asyncio.create_task(scheduler.between_batches(tokenize, "text"))
+            await asyncio.sleep(0.05)
+            assert not work.done(), "the work ran beside a batch in the engine"
+            engine.release.set()
+            await held
+            result = await work
+            await batcher.stop()
+            return result
+
+    assert asyncio.run(main()) == "TEXT"
+    assert log[:2] == [("enter", "m"), ("exit", "m")]
+    assert log[2][0] == "work" and log[2][1].startswith("oberta-engine")
+
+
+def test_work_between_batches_runs_in_a_thread_of_its_own_without_a_running_scheduler() -> None:
+    assert asyncio.run(EngineScheduler().between_batches(sum, [1, 2, 3])) == 6

@@ -21,6 +21,7 @@ from service.runtime.engines.deepsparse_engine import (
     deepsparse_support,
     import_deepsparse,
 )
+from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from service.runtime.errors import ConfigError, MissingPackage
 from service.runtime.tasks import build_task
 from service.runtime.tasks.encoding import load_tokenizer
@@ -123,6 +124,17 @@ def test_onnxruntime_is_padding_invariant(arch: str, request: pytest.FixtureRequ
     singles = np.concatenate([engine.run(_batch(model_dir, engine, [text]))[0] for text in TEXTS])
     assert batched.shape == (len(TEXTS), 3)
     np.testing.assert_allclose(batched, singles, atol=1e-5)
+
+
+def test_served_onnxruntime_threads_sleep_between_batches(bert_dir: Path) -> None:
+    card, options = load_card(bert_dir), EngineOptions(max_length=64, threads=1)
+    assert load_engine("onnxruntime", bert_dir, card, options).info()["spinning"] is False
+    served = ENGINES["onnxruntime"](bert_dir / card.files["onnxruntime"], options)
+    assert isinstance(served, OnnxRuntimeEngine)
+    benchmarked = OnnxRuntimeEngine(bert_dir / card.files["onnxruntime"], threads=1, spinning=True)
+    assert served._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default: spinning
+        benchmarked._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
 
 
 @needs_deepsparse
