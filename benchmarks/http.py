@@ -11,7 +11,6 @@ question answering. `--mixed` measures models sharing one server instead (benchm
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -41,6 +40,7 @@ from benchmarks.http_load import (
     post_requests,
     request_bodies,
     run_level,
+    run_load,
 )
 from benchmarks.report import machine
 from service.runtime.card import load_card
@@ -280,7 +280,7 @@ def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], d
         engine = EngineAlone(config.model_dir, model["engine"], config.threads, model["max_batch_size"], texts)
         bodies = request_bodies(texts, config.inputs_per_request, config.protocol)
         requests = post_requests(url, inference_path(name, config.protocol), bodies, headers(config.api_key))
-        levels = asyncio.run(interleaved_sweep(url, requests, config, engine))
+        levels = run_load(interleaved_sweep(url, requests, config, engine))
     results = []
     for level, engine_rate in levels:
         summary = level.summary(config.inputs_per_request)

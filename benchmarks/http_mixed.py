@@ -30,7 +30,7 @@ from benchmarks.http import (
     served_model,
     started_server,
 )
-from benchmarks.http_load import Level, inference_path, merged, post_requests, request_bodies, run_level
+from benchmarks.http_load import Level, inference_path, merged, post_requests, request_bodies, run_level, run_load
 from service.runtime.card import load_card
 from service.runtime.errors import ConfigError
 
@@ -113,7 +113,7 @@ def run_mixed_benchmark(
                                            headers(config.api_key)), model.clients)
             for card, model, texts in zip(cards, models, inputs, strict=True)
         ]
-        alone, mixed = asyncio.run(_measure(url, loads, rounds, config.seconds_per_level, config.timeout_s))
+        alone, mixed = run_load(_measure(url, loads, rounds, config.seconds_per_level, config.timeout_s))
     results = []
     for model, card, info, solo, shared in zip(models, cards, served, alone, mixed, strict=True):
         alone_summary = solo.summary(model.inputs_per_request)

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.api.auth import require_health_key, require_key, require_metrics_key
+from service.api.auth import BEARER_SECURITY, check_key, require_health_key, require_key, require_metrics_key
 from service.api.errors import error_status, validation_status
 from service.api.schemas import HealthResponse, ModelInfo, ModelsResponse, PredictRequest, PredictResponse
 from service.runtime.errors import ObertaError
@@ -41,7 +41,12 @@ def _state(request: Request) -> ServiceState:
 
 
 class MeteredRoute(APIRoute):
-    """A route that counts requests by model and status and times them, body validation errors included."""
+    """An inference route: checks the API key, counts requests by model and status and times them, body validation
+    errors included."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        kwargs["openapi_extra"] = {"security": BEARER_SECURITY, **(kwargs.get("openapi_extra") or {})}
+        super().__init__(path, endpoint, **kwargs)
 
     async def model_name(self, request: Request) -> str:
         """The name of the model the request is for: the `name` path parameter."""
@@ -60,6 +65,7 @@ class MeteredRoute(APIRoute):
                 slot = state.slots.get(await self.model_name(request))
                 if slot is not None:
                     slot.metrics.inflight.inc()
+                await check_key(request)
                 response = await handler(request)
                 status = response.status_code
                 return response
@@ -83,7 +89,7 @@ class MeteredRoute(APIRoute):
 
 
 models_router = APIRouter(dependencies=[Depends(require_key)])
-predict_router = APIRouter(route_class=MeteredRoute, dependencies=[Depends(require_key)])
+predict_router = APIRouter(route_class=MeteredRoute)
 health_router = APIRouter(dependencies=[Depends(require_health_key)])
 metrics_router = APIRouter(dependencies=[Depends(require_metrics_key)])
 

@@ -51,7 +51,9 @@ class DrainingServer(uvicorn.Server):
 def run_app(app: FastAPI, host: str, port: int) -> None:
     """Serve `app` (made by create_app) until a signal drains it."""
     state: ServiceState = app.state.service
-    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=state.settings.shutdown_timeout_s)
+    settings = state.settings
+    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=settings.shutdown_timeout_s,
+                            access_log=settings.access_log)
     DrainingServer(config, state).run()
 
 

@@ -42,7 +42,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 health_router = APIRouter(prefix="/v2", tags=["v2"], dependencies=[Depends(require_health_key)])
 models_router = APIRouter(prefix="/v2", tags=["v2"], dependencies=[Depends(require_key)])
-infer_router = APIRouter(prefix="/v2", tags=["v2"], route_class=MeteredRoute, dependencies=[Depends(require_key)])
+infer_router = APIRouter(prefix="/v2", tags=["v2"], route_class=MeteredRoute)
 
 
 def _state(request: Request) -> ServiceState:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from service.api.auth import require_key
 from service.api.errors import OPENAI_EMBEDDINGS_PATH, InvalidParameter
 from service.api.openai.schemas import (
     Embedding,
@@ -50,7 +49,7 @@ class EmbeddingsRoute(MeteredRoute):
         return model if isinstance(model, str) else ""
 
 
-router = APIRouter(tags=["openai"], route_class=EmbeddingsRoute, dependencies=[Depends(require_key)])
+router = APIRouter(tags=["openai"], route_class=EmbeddingsRoute)
 
 
 def _state(request: Request) -> ServiceState:

@@ -156,9 +156,12 @@ def test_api_key_guards_inference_and_models_while_health_and_metrics_stay_open(
                           "/v2/models/tiny/ready", "/docs", "/openapi.json")
             for path in open_paths:
                 assert (await client.get(path)).status_code == 200, path
-            schemes = (await client.get("/openapi.json")).json()["components"]["securitySchemes"]
-            assert schemes == {"HTTPBearer": {"type": "http", "scheme": "bearer",
-                                              "description": "the server's API key (OBERTA_API_KEY)"}}
+            openapi = (await client.get("/openapi.json")).json()
+            assert openapi["components"]["securitySchemes"] == {"HTTPBearer": {
+                "type": "http", "scheme": "bearer", "description": "the server's API key (OBERTA_API_KEY)"}}
+            for path, method in (("/v1/models/{name}/predict", "post"), ("/v2/models/{name}/infer", "post"),
+                                 ("/v1/embeddings", "post"), ("/v1/models", "get")):
+                assert openapi["paths"][path][method]["security"] == [{"HTTPBearer": []}], path
 
     asyncio.run(main())
 

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.runtime.engines.deepsparse_engine import deepsparse_support
 from tests.serving import free_port, wait_for_url
@@ -45,12 +46,12 @@ def test_serving_imports_neither_torch_nor_transformers(bert_dir: Path) -> None:
     assert leaked == "[]"
 
 
-def test_serve_runs_uvicorn_until_terminated(bert_dir: Path) -> None:
+@pytest.mark.parametrize("access_log", [False, True])
+def test_serve_runs_uvicorn_until_terminated(bert_dir: Path, access_log: bool) -> None:
     port = free_port()
     script = f"from service.api.server import serve; serve('127.0.0.1', {port}, None, {str(bert_dir.parent)!r})"
-    server = subprocess.Popen(
-        [sys.executable, "-c", script], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    env = {**_env(), "OBERTA_ACCESS_LOG": str(access_log).lower()}
+    server = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_url(f"http://127.0.0.1:{port}/health/ready", 60, server)
         response = httpx.post(f"http://127.0.0.1:{port}/v1/models/tiny/predict", json={"inputs": ["good", "bad"]})
@@ -61,3 +62,4 @@ def test_serve_runs_uvicorn_until_terminated(bert_dir: Path) -> None:
         output = server.communicate(timeout=30)[0].decode()
     assert server.returncode == 0, output
     assert "Application shutdown complete" in output
+    assert ('"POST /v1/models/tiny/predict HTTP/1.1" 200' in output) == access_log, output
