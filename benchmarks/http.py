@@ -221,7 +221,9 @@ class EngineAlone:
     """The served model's engine in this process, on full batches of the benchmark's inputs tokenized and padded as
     the server does, every shape compiled as in the settled server."""
 
-    def __init__(self, model_dir: Path, engine: str, threads: int | None, batch_size: int, texts: Sequence[Input]):
+    def __init__(
+        self, model_dir: Path, engine: str, threads: int | None, batch_size: int, texts: Sequence[Input]
+    ) -> None:
         card = load_card(model_dir)
         config = EndpointConfig(model_dir=model_dir, engine=engine, max_batch_size=batch_size)  # type: ignore[arg-type]
         self._engine, task = load_model(Endpoint(card.name, model_dir, card, config), Settings(threads=threads),
@@ -249,6 +251,8 @@ async def interleaved_sweep(
     """Each concurrency level after a warm-up of one request per client, in `rounds` rounds of the engine alone for
     engine_seconds then the level for seconds_per_level (each round at most requests_per_level / rounds requests);
     returns each level, rounds merged, with the engine's items/s over the rounds of that level."""
+    if config.rounds < 1:
+        raise ValueError(f"rounds must be at least 1, not {config.rounds}")
     budget = max(1, config.requests_per_level // config.rounds)
     results = []
     for concurrency in config.concurrency:

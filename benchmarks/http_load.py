@@ -86,8 +86,8 @@ def post_requests(url: str, path: str, bodies: Sequence[bytes], headers: dict[st
 
 
 def run_load(load: Coroutine[Any, Any, T]) -> T:
-    """Run the load generator's coroutine on uvloop when installed (the serve extra has it): it costs the shared
-    cores less per request than asyncio's own loop."""
+    """Run the load generator's coroutine on uvloop when installed (the serve extra has it), whose socket work is in
+    C: the generator shares the cores with the server it measures."""
     try:
         import uvloop
     except ImportError:

@@ -23,8 +23,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{machine['deepsparse']}  ",
         f"Server: {meta['engine']} engine, max_batch_size {meta['max_batch_size']}, max_wait_ms {meta['max_wait_ms']}, "
         f"{meta['protocol']} protocol, {meta['inputs_per_request']} input(s) per request ({meta['text_source']}), "
-        "load generator and server "
-        "on the same machine over loopback.  ",
+        "load generator and server on the same machine over loopback.  ",
         f"Engine alone: in the benchmark's process at batch {meta['max_batch_size']} on the same texts (tokenized and "
         f"padded as the server does), {meta['engine_seconds']:g} s before each of a level's {meta['rounds']} "
         "round(s), so each level is compared with the engine measured beside it.",

@@ -17,9 +17,9 @@ class OnnxRuntimeEngine:
 
     def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False) -> None:
         """`spinning`: ONNX Runtime's default, threads that spin between runs. Off, they sleep and leave the cores to
-        the server's tokenization and HTTP work: served throughput on 2 cores rose 8% for 16 long texts a request
-        and 22% for one short text at 64 clients. Back-to-back runs with nothing else on the cores (the engine
-        benchmark) are fastest with it on."""
+        the server's tokenization and HTTP work: served throughput on 2 cores rose about 8% for 16 long texts a
+        request and about 20% for one short text at 64 clients. Back-to-back runs with nothing else on the cores
+        (the engine benchmark) are fastest with it on."""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
