@@ -34,6 +34,7 @@ class OBSRecipe(_Strict):
 
 STRUCTURE_GROUPS = {"unstructured": 1, "4-block": 4}  # pattern: weights pruned together along the input dimension
 
+
 class PruningRecipe(_Strict):
     """Gradual pruning of the encoder's Linear layers."""
 
