@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -148,10 +148,17 @@ def endpoint_entry(config: HttpBenchConfig, model_dir: Path, name: str | None = 
     return entry
 
 
+class RunningServer(NamedTuple):
+    """A server the benchmark started: its base URL and process id."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
 def started_server(
     endpoints: list[dict[str, Any]], config: HttpBenchConfig, workdir: Path, exit_codes: list[int]
-) -> Iterator[str]:
+) -> Iterator[RunningServer]:
     """`oberta serve` for the endpoints on a free loopback port until the block ends; appends its exit code.
 
     The block starts once the server is ready and every engine has compiled all its shapes (a DeepSparse model serves
@@ -175,7 +182,7 @@ def started_server(
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not become ready; its log:\n{log_path.read_text()[-4000:]}")
             time.sleep(0.2)
-        yield url
+        yield RunningServer(url, server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -246,11 +253,12 @@ class EngineAlone:
 
 
 async def interleaved_sweep(
-    url: str, requests: Sequence[bytes], config: HttpBenchConfig, engine: EngineAlone
+    url: str, requests: Sequence[bytes], config: HttpBenchConfig, engine: EngineAlone, server_pid: int | None = None
 ) -> list[tuple[Level, float]]:
     """Each concurrency level after a warm-up of one request per client, in `rounds` rounds of the engine alone for
     engine_seconds then the level for seconds_per_level (each round at most requests_per_level / rounds requests);
-    returns each level, rounds merged, with the engine's items/s over the rounds of that level."""
+    returns each level, rounds merged, with the engine's items/s over the rounds of that level. With `server_pid`
+    the levels count the server's CPU time."""
     if config.rounds < 1:
         raise ValueError(f"rounds must be at least 1, not {config.rounds}")
     budget = max(1, config.requests_per_level // config.rounds)
@@ -262,7 +270,7 @@ async def interleaved_sweep(
             done, took = engine.measure(config.engine_seconds)
             items, seconds = items + done, seconds + took
             levels.append(await run_level(url, requests, concurrency, budget, config.seconds_per_level,
-                                          config.timeout_s))
+                                          config.timeout_s, server_pid))
         results.append((merged(levels), items / seconds))
     return results
 
@@ -273,18 +281,19 @@ def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], d
     name = config.name or card.name
     texts: list[Input] = list(config.texts) if config.texts else sample_inputs(card.task, config.text_length)
     exit_codes: list[int] = []
+    server_pid: int | None = None
     with contextlib.ExitStack() as stack:
         if config.url:
             url = check_loopback(config.url)
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oberta-bench-http-")))
             endpoint = endpoint_entry(config, config.model_dir, config.name)
-            url = stack.enter_context(started_server([endpoint], config, workdir, exit_codes))
+            url, server_pid = stack.enter_context(started_server([endpoint], config, workdir, exit_codes))
         model = served_model(url, name, config.api_key)
         engine = EngineAlone(config.model_dir, model["engine"], config.threads, model["max_batch_size"], texts)
         bodies = request_bodies(texts, config.inputs_per_request, config.protocol)
         requests = post_requests(url, inference_path(name, config.protocol), bodies, headers(config.api_key))
-        levels = run_load(interleaved_sweep(url, requests, config, engine))
+        levels = run_load(interleaved_sweep(url, requests, config, engine, server_pid))
     results = []
     for level, engine_rate in levels:
         summary = level.summary(config.inputs_per_request)

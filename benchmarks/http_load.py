@@ -13,11 +13,13 @@ import json
 import time
 from collections import Counter
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
+
+from benchmarks.process_cpu import CpuSeconds, cpu_seconds, spent
 
 T = TypeVar("T")
 Protocol = Literal["v1", "v2"]
@@ -32,11 +34,13 @@ class Level:
     seconds: float
     latencies: list[float]  # of the successful requests
     statuses: Counter[str]  # HTTP status, or the name of the error that left none
+    cpu: CpuSeconds = field(default_factory=dict)  # CPU seconds by thread group (benchmarks/process_cpu.py)
 
     def summary(self, inputs_per_request: int) -> dict[str, Any]:
-        """Requests, throughput, latency percentiles and errors by status."""
+        """Requests, throughput, latency percentiles, errors by status and CPU milliseconds per request."""
         ok = len(self.latencies)
         percentiles = np.percentile(self.latencies, [50, 95, 99]) * 1000 if ok else [float("nan")] * 3
+        requests = sum(self.statuses.values())
         return {
             "concurrency": self.concurrency,
             "requests": sum(self.statuses.values()),
@@ -48,6 +52,8 @@ class Level:
             "p95_ms": float(percentiles[1]),
             "p99_ms": float(percentiles[2]),
             "errors": {status: count for status, count in sorted(self.statuses.items()) if status != "200"},
+            "cpu_ms_per_request": {key: 1000 * seconds / requests for key, seconds in self.cpu.items()} if requests
+            else {},
         }
 
 
@@ -127,12 +133,15 @@ class Connection:
 
 
 async def run_level(
-    url: str, requests: Sequence[bytes], concurrency: int, max_requests: int, seconds: float, timeout_s: float
+    url: str, requests: Sequence[bytes], concurrency: int, max_requests: int, seconds: float, timeout_s: float,
+    server_pid: int | None = None,
 ) -> Level:
-    """Run `concurrency` clients until `max_requests` are sent or `seconds` have passed."""
+    """Run `concurrency` clients until `max_requests` are sent or `seconds` have passed; with `server_pid`, the
+    level's CPU time includes the server's."""
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     sent = 0
+    cpu_before = cpu_seconds(server_pid)
     start = time.perf_counter()
     deadline = start + seconds
 
@@ -156,13 +165,16 @@ async def run_level(
         connection.close()
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return Level(concurrency, time.perf_counter() - start, latencies, statuses)
+    took = time.perf_counter() - start
+    return Level(concurrency, took, latencies, statuses, spent(cpu_before, cpu_seconds(server_pid)))
 
 
 def merged(levels: Sequence[Level]) -> Level:
-    """Rounds of one level as one level: their seconds, latencies and statuses added up."""
+    """Rounds of one level as one level: their seconds, latencies, statuses and the CPU time all hold added up."""
     statuses: Counter[str] = Counter()
     for level in levels:
         statuses.update(level.statuses)
+    common = set.intersection(*(set(level.cpu) for level in levels))
+    cpu = {key: sum(level.cpu[key] for level in levels) for key in sorted(common)}
     return Level(levels[0].concurrency, sum(level.seconds for level in levels),
-                 [latency for level in levels for latency in level.latencies], statuses)
+                 [latency for level in levels for latency in level.latencies], statuses, cpu)

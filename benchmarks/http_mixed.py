@@ -105,7 +105,7 @@ def run_mixed_benchmark(
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oberta-bench-mixed-")))
             endpoints = [endpoint_entry(config, model.model_dir) for model in models]
-            url = stack.enter_context(started_server(endpoints, config, workdir, exit_codes))
+            url = stack.enter_context(started_server(endpoints, config, workdir, exit_codes)).url
         served = [served_model(url, card.name, config.api_key) for card in cards]
         loads = [
             _Load(card.name, post_requests(url, inference_path(card.name, config.protocol),

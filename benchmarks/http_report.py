@@ -12,8 +12,13 @@ def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{status}: {count}" for status, count in errors.items()) or "none"
 
 
+def _cpu(cpu: dict[str, float], key: str) -> str:
+    return f"{cpu[key]:.2f}" if key in cpu else "-"
+
+
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """A row per concurrency level: throughput, latency percentiles, errors and served over engine-only items/s."""
+    """A row per concurrency level: throughput, latency percentiles, errors, served over engine-only items/s and CPU
+    milliseconds per request (server event loop, server other threads, load generator)."""
     machine = meta["machine"]
     lines = [
         f"# HTTP benchmark ({meta['model']})",
@@ -26,17 +31,22 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "load generator and server on the same machine over loopback.  ",
         f"Engine alone: in the benchmark's process at batch {meta['max_batch_size']} on the same texts (tokenized and "
         f"padded as the server does), {meta['engine_seconds']:g} s before each of a level's {meta['rounds']} "
-        "round(s), so each level is compared with the engine measured beside it.",
+        "round(s), so each level is compared with the engine measured beside it.  ",
+        "CPU ms per request: the server's event loop (its main thread), its other threads (engine, tokenization of "
+        "large requests) and the load generator, over the level's requests (- where the benchmark did not start the "
+        "server).",
         "",
         "| clients | requests | ok req/s | items/s | p50 ms | p95 ms | p99 ms | errors by status | engine alone "
-        "items/s | served / engine |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "items/s | served / engine | CPU ms/req: event loop | other server threads | load generator |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        cpu = r.get("cpu_ms_per_request", {})
         lines.append(
             f"| {r['concurrency']} | {r['requests']} | {r['requests_per_second']:.1f} | {r['items_per_second']:.1f} | "
             f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {_errors(r['errors'])} | "
-            f"{r['engine_items_per_second']:.1f} | {r['served_over_engine']:.2f} |"
+            f"{r['engine_items_per_second']:.1f} | {r['served_over_engine']:.2f} | {_cpu(cpu, 'server event loop')} | "
+            f"{_cpu(cpu, 'server other threads')} | {_cpu(cpu, 'load generator')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -47,6 +47,9 @@ from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 SHAPES = {  # name: (layers kept, heads per layer, neurons per layer; None keeps all)
     "L6": ([0, 1, 2, 3, 4, 5], None, None),
     "L6-h6-n768": ([0, 1, 2, 3, 4, 5], 6, 768),
+    "L6-h8-n768": ([0, 1, 2, 3, 4, 5], 8, 768),
+    "L5-h8-n768": ([0, 1, 2, 4, 5], 8, 768),
+    "L5-h8-n1024": ([0, 1, 2, 4, 5], 8, 1024),
     "L4-h8-n768": ([0, 1, 3, 5], 8, 768),
     "L3": ([0, 2, 4], None, None),
     "L3-h6-n768": ([0, 2, 4], 6, 768),

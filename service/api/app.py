@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from service.api import oip, openai
+from service.api.direct_predict import DirectPredict
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.routes import health_router, metrics_router, models_router, predict_router
@@ -23,6 +25,14 @@ from service.runtime.tasks import TASKS
 
 CORS_HEADERS = ["Authorization", "Content-Type", oip.HEADER_LENGTH]
 logger = logging.getLogger(__name__)
+
+
+class ObertaApp(FastAPI):
+    """FastAPI with the v1 prediction route's common case answered outside its middleware stack
+    (service/api/direct_predict.py)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return DirectPredict(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None, *, engine_factory: EngineFactory = load_engine) -> FastAPI:
@@ -59,7 +69,7 @@ def create_app(settings: Settings | None = None, *, engine_factory: EngineFactor
                 await loading
             await state.stop()
 
-    app = FastAPI(
+    app = ObertaApp(
         title="oberta",
         description="Compressed BERT-family encoders served on CPUs: the v1 API, the Open Inference Protocol (v2) and "
         "OpenAI's embeddings API.",

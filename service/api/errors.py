@@ -136,6 +136,14 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error_response(request, message, 500, None)
 
 
+async def error_response(request: Request, exc: Exception) -> Response:
+    """What the app's handlers answer for `exc`, for code that runs outside them: an ObertaError in the protocol's
+    shape, anything else a JSON 500."""
+    if isinstance(exc, ObertaError):
+        return await _oberta_error(request, exc)
+    return await _internal_error(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render domain, HTTP and validation errors in each protocol's shape, and unexpected exceptions as a JSON 500
     (logged by the server)."""

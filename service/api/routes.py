@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -16,11 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.auth import BEARER_SECURITY, check_key, require_health_key, require_key, require_metrics_key
 from service.api.errors import error_status, validation_status
+from service.api.metering import RequestMeter
 from service.api.schemas import HealthResponse, ModelInfo, ModelsResponse, PredictRequest, PredictResponse
 from service.runtime.errors import ObertaError
 from service.runtime.inference import predict as run_predict
 from service.runtime.inference import serving_slot
-from service.runtime.metrics import UNKNOWN_MODEL
 from service.runtime.state import ModelSlot, ServiceState
 from service.runtime.tasks import PredictOptions
 
@@ -57,33 +56,22 @@ class MeteredRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def metered(request: Request) -> Response:
-            state = _state(request)
-            slot: ModelSlot | None = None
-            start = time.perf_counter()
-            status = 500
-            try:
-                slot = state.slots.get(await self.model_name(request))
-                if slot is not None:
-                    slot.metrics.inflight.inc()
-                await check_key(request)
-                response = await handler(request)
-                status = response.status_code
-                return response
-            except ObertaError as exc:
-                status = error_status(request, exc)
-                raise
-            except StarletteHTTPException as exc:
-                status = exc.status_code
-                raise
-            except RequestValidationError:
-                status = validation_status(request)
-                raise
-            finally:
-                if slot is None:
-                    state.metrics.count_request(UNKNOWN_MODEL, status)
-                else:
-                    slot.metrics.inflight.dec()
-                    slot.metrics.observe_request(status, time.perf_counter() - start)
+            with RequestMeter(_state(request)) as meter:
+                try:
+                    meter.model(await self.model_name(request))
+                    await check_key(request)
+                    response = await handler(request)
+                    meter.status = response.status_code
+                    return response
+                except ObertaError as exc:
+                    meter.status = error_status(request, exc)
+                    raise
+                except StarletteHTTPException as exc:
+                    meter.status = exc.status_code
+                    raise
+                except RequestValidationError:
+                    meter.status = validation_status(request)
+                    raise
 
         return metered
 
@@ -123,10 +111,12 @@ async def list_models(request: Request) -> ModelsResponse:
     return ModelsResponse(models=[_model_info(slot) for slot in _state(request).slots.values()])
 
 
+OPTION_NAMES = [field.name for field in dataclasses.fields(PredictOptions) if field.name in PredictRequest.model_fields]
+
+
 def predict_options(body: PredictRequest) -> PredictOptions:
     """The request's postprocessing options: its fields named like PredictOptions fields."""
-    names = [field.name for field in dataclasses.fields(PredictOptions)]
-    return PredictOptions(**{name: getattr(body, name) for name in names if hasattr(body, name)})
+    return PredictOptions(**{name: getattr(body, name) for name in OPTION_NAMES})
 
 
 @predict_router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits.astype(np.float64) - np.max(logits, axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def softmax_row(logits: np.ndarray) -> list[float]:
+    """Softmax of one vector of logits in Python floats: for a few labels, numpy's per-call overhead costs more than
+    the arithmetic."""
+    values = [float(value) for value in logits.tolist()]
+    top = max(values)
+    exps = [math.exp(value - top) for value in values]
+    total = sum(exps)
+    return [value / total for value in exps]
 
 
 def _check_input(index: int, value: object) -> TextInput:
@@ -69,14 +80,13 @@ class TextClassification:
         logits = outputs[0]
         if logits.shape != (len(self._labels),):
             raise ValueError(f"logits of shape {logits.shape} do not match the {len(self._labels)} labels of the card")
-        scores = softmax(logits)
-        order = np.argsort(-scores, kind="stable")
-        best = int(order[0])
-        answer: dict[str, Any] = {"label": self._labels[best], "score": float(scores[best])}
+        scores = softmax_row(logits)
+        order = sorted(range(len(scores)), key=lambda index: -scores[index])  # stable: ties keep the card's order
+        best = order[0]
+        answer: dict[str, Any] = {"label": self._labels[best], "score": scores[best]}
         if options.top_k is not None:
-            answer["labels"] = [
-                {"label": self._labels[int(index)], "score": float(scores[index])} for index in order[: options.top_k]
-            ]
+            top = order[: options.top_k]
+            answer["labels"] = [{"label": self._labels[index], "score": scores[index]} for index in top]
         return answer
 
     def answers(
