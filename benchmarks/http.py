@@ -42,6 +42,7 @@ from benchmarks.http_load import (
     run_level,
     run_load,
 )
+from benchmarks.process_cpu import process_cpu_seconds
 from benchmarks.report import machine
 from service.runtime.card import load_card
 from service.runtime.config import Endpoint, EndpointConfig, Settings
@@ -242,36 +243,47 @@ class EngineAlone:
         batches = [task.collate(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
         self._batches = [batch for batch in batches if len(next(iter(batch.values()))) == batch_size] or batches
 
-    def measure(self, seconds: float) -> tuple[int, float]:
-        """Items run and seconds taken, running the batches back to back for about `seconds` (at least one batch)."""
-        done, start = 0, time.perf_counter()
+    def measure(self, seconds: float) -> EngineRun:
+        """Run the batches back to back for about `seconds` (at least one batch)."""
+        done, start, cpu = 0, time.perf_counter(), process_cpu_seconds()
         while time.perf_counter() - start < seconds or done == 0:
             for batch in self._batches:
                 self._engine.run(batch)
                 done += len(next(iter(batch.values())))
-        return done, time.perf_counter() - start
+        return EngineRun(done, time.perf_counter() - start, process_cpu_seconds() - cpu)
+
+
+class EngineRun(NamedTuple):
+    """What the engine alone did: items, wall-clock seconds and the CPU seconds of all its threads."""
+
+    items: int
+    seconds: float
+    cpu_seconds: float
+
+    def __add__(self, other: object) -> EngineRun:
+        assert isinstance(other, EngineRun)
+        return EngineRun(self.items + other.items, self.seconds + other.seconds, self.cpu_seconds + other.cpu_seconds)
 
 
 async def interleaved_sweep(
     url: str, requests: Sequence[bytes], config: HttpBenchConfig, engine: EngineAlone, server_pid: int | None = None
-) -> list[tuple[Level, float]]:
+) -> list[tuple[Level, EngineRun]]:
     """Each concurrency level after a warm-up of one request per client, in `rounds` rounds of the engine alone for
     engine_seconds then the level for seconds_per_level (each round at most requests_per_level / rounds requests);
-    returns each level, rounds merged, with the engine's items/s over the rounds of that level. With `server_pid`
-    the levels count the server's CPU time."""
+    returns each level, rounds merged, with what the engine did alone over the rounds of that level. With
+    `server_pid` the levels count the server's CPU time."""
     if config.rounds < 1:
         raise ValueError(f"rounds must be at least 1, not {config.rounds}")
     budget = max(1, config.requests_per_level // config.rounds)
     results = []
     for concurrency in config.concurrency:
         await run_level(url, requests, concurrency, concurrency, config.seconds_per_level, config.timeout_s)
-        levels, items, seconds = [], 0, 0.0
+        levels, alone = [], EngineRun(0, 0.0, 0.0)
         for _ in range(config.rounds):
-            done, took = engine.measure(config.engine_seconds)
-            items, seconds = items + done, seconds + took
+            alone += engine.measure(config.engine_seconds)
             levels.append(await run_level(url, requests, concurrency, budget, config.seconds_per_level,
                                           config.timeout_s, server_pid))
-        results.append((merged(levels), items / seconds))
+        results.append((merged(levels), alone))
     return results
 
 
@@ -295,10 +307,11 @@ def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], d
         requests = post_requests(url, inference_path(name, config.protocol), bodies, headers(config.api_key))
         levels = run_load(interleaved_sweep(url, requests, config, engine, server_pid))
     results = []
-    for level, engine_rate in levels:
+    for level, alone in levels:
         summary = level.summary(config.inputs_per_request)
-        summary["engine_items_per_second"] = engine_rate
-        summary["served_over_engine"] = summary["items_per_second"] / engine_rate
+        summary["engine_items_per_second"] = alone.items / alone.seconds
+        summary["engine_cpu_ms_per_item"] = 1000 * alone.cpu_seconds / alone.items
+        summary["served_over_engine"] = summary["items_per_second"] / summary["engine_items_per_second"]
         results.append(summary)
     meta = {
         "title": "http",

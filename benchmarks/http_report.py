@@ -34,19 +34,23 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "round(s), so each level is compared with the engine measured beside it.  ",
         "CPU ms per request: the server's event loop (its main thread), its other threads (engine, tokenization of "
         "large requests) and the load generator, over the level's requests (- where the benchmark did not start the "
-        "server).",
+        "server); per item: the whole server's, and the engine alone's (all its threads).",
         "",
         "| clients | requests | ok req/s | items/s | p50 ms | p95 ms | p99 ms | errors by status | engine alone "
-        "items/s | served / engine | CPU ms/req: event loop | other server threads | load generator |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "items/s | served / engine | CPU ms/req: event loop | other server threads | load generator | CPU ms/item: "
+        "server | engine alone |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         cpu = r.get("cpu_ms_per_request", {})
+        server = (f"{(cpu['server event loop'] + cpu['server other threads']) / meta['inputs_per_request']:.2f}"
+                  if "server event loop" in cpu else "-")
         lines.append(
             f"| {r['concurrency']} | {r['requests']} | {r['requests_per_second']:.1f} | {r['items_per_second']:.1f} | "
             f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {_errors(r['errors'])} | "
             f"{r['engine_items_per_second']:.1f} | {r['served_over_engine']:.2f} | {_cpu(cpu, 'server event loop')} | "
-            f"{_cpu(cpu, 'server other threads')} | {_cpu(cpu, 'load generator')} |"
+            f"{_cpu(cpu, 'server other threads')} | {_cpu(cpu, 'load generator')} | {server} | "
+            f"{r['engine_cpu_ms_per_item']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -39,6 +39,12 @@ def cpu_seconds(server_pid: int | None) -> CpuSeconds:
     return sample
 
 
+def process_cpu_seconds() -> float:
+    """CPU seconds used so far by every thread of this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def spent(before: CpuSeconds, after: CpuSeconds) -> CpuSeconds:
     """CPU seconds between two samples, for what both hold."""
     return {key: after[key] - before[key] for key in before if key in after}
