@@ -260,10 +260,6 @@ class EngineRun(NamedTuple):
     seconds: float
     cpu_seconds: float
 
-    def __add__(self, other: object) -> EngineRun:
-        assert isinstance(other, EngineRun)
-        return EngineRun(self.items + other.items, self.seconds + other.seconds, self.cpu_seconds + other.cpu_seconds)
-
 
 async def interleaved_sweep(
     url: str, requests: Sequence[bytes], config: HttpBenchConfig, engine: EngineAlone, server_pid: int | None = None
@@ -278,12 +274,12 @@ async def interleaved_sweep(
     results = []
     for concurrency in config.concurrency:
         await run_level(url, requests, concurrency, concurrency, config.seconds_per_level, config.timeout_s)
-        levels, alone = [], EngineRun(0, 0.0, 0.0)
+        levels, alone = [], []
         for _ in range(config.rounds):
-            alone += engine.measure(config.engine_seconds)
+            alone.append(engine.measure(config.engine_seconds))
             levels.append(await run_level(url, requests, concurrency, budget, config.seconds_per_level,
                                           config.timeout_s, server_pid))
-        results.append((merged(levels), alone))
+        results.append((merged(levels), EngineRun(*(sum(column) for column in zip(*alone, strict=True)))))
     return results
 
 

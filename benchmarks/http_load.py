@@ -43,7 +43,7 @@ class Level:
         requests = sum(self.statuses.values())
         return {
             "concurrency": self.concurrency,
-            "requests": sum(self.statuses.values()),
+            "requests": requests,
             "ok": ok,
             "seconds": self.seconds,
             "requests_per_second": ok / self.seconds,
@@ -165,12 +165,13 @@ async def run_level(
         connection.close()
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    took = time.perf_counter() - start
-    return Level(concurrency, took, latencies, statuses, spent(cpu_before, cpu_seconds(server_pid)))
+    cpu = spent(cpu_before, cpu_seconds(server_pid))
+    return Level(concurrency, time.perf_counter() - start, latencies, statuses, cpu)
 
 
 def merged(levels: Sequence[Level]) -> Level:
-    """Rounds of one level as one level: their seconds, latencies, statuses and the CPU time all hold added up."""
+    """Rounds of one level as one level: their seconds, latencies and statuses added up, and the CPU time of the
+    thread groups that every round measured."""
     statuses: Counter[str] = Counter()
     for level in levels:
         statuses.update(level.statuses)

@@ -12,7 +12,7 @@ from service.runtime.errors import BadInput
 from service.runtime.tasks import PredictOptions, build_task
 from service.runtime.tasks.base import Task
 from service.runtime.tasks.encoding import Truncation, load_tokenizer
-from service.runtime.tasks.text_classification import softmax
+from service.runtime.tasks.text_classification import softmax, softmax_row
 
 LONG_TEXT = "good movie " * 100
 
@@ -82,3 +82,10 @@ def test_softmax_is_stable_and_sums_to_one() -> None:
     scores = softmax(np.array([[1000.0, 1000.0], [-1000.0, 0.0]]))
     assert np.allclose(scores.sum(axis=-1), 1.0)
     assert scores[0].tolist() == [0.5, 0.5]
+
+
+def test_softmax_of_one_row_in_python_floats_matches_numpy_s() -> None:
+    for row in ([1000.0, 1000.0], [-1000.0, 0.0], [0.5, 2.0, -1.0]):
+        assert softmax_row(np.array(row, dtype=np.float32)) == pytest.approx(softmax(np.array(row)).tolist())
+    tie = softmax_row(np.array([1.0, 3.0, 3.0], dtype=np.float32))
+    assert tie[1] == tie[2]
