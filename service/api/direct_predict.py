@@ -12,7 +12,6 @@ validation. The app answers those exactly as before.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
@@ -20,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response
+from service.api.auth import check_key
+from service.api.errors import Unauthorized, error_response
 from service.api.metering import RequestMeter
 from service.api.routes import predict_options
 from service.api.schemas import PredictRequest, PredictResponse
-from service.runtime.config import Settings
 from service.runtime.errors import ObertaError
 from service.runtime.inference import predict, serving_slot
 from service.runtime.state import ServiceState
@@ -44,19 +43,23 @@ def model_of(scope: Scope) -> str | None:
     return name if name and "/" not in name else None
 
 
-def plain_json(headers: dict[bytes, bytes], settings: Settings) -> bool:
-    """A JSON body of declared size within the limit, uncompressed, without CORS or an unaccepted key."""
+def plain_json(headers: dict[bytes, bytes], max_body_bytes: int) -> bool:
+    """A JSON body of declared size within the limit, uncompressed, without CORS."""
     length = headers.get(b"content-length", b"")
-    if not length.isdigit() or int(length) > settings.max_body_bytes:
+    if not length.isdigit() or int(length) > max_body_bytes:
         return False
     if not headers.get(b"content-type", b"").lower().startswith(b"application/json"):
         return False
-    if headers.get(b"content-encoding", b"identity").lower() != b"identity" or b"origin" in headers:
+    return headers.get(b"content-encoding", b"identity").lower() == b"identity" and b"origin" not in headers
+
+
+async def key_accepted(request: Request) -> bool:
+    """Whether the inference routes' key check (service/api/auth.py) lets the request through."""
+    try:
+        await check_key(request)
+    except Unauthorized:
         return False
-    if settings.api_key is None:
-        return True
-    scheme, _, key = headers.get(b"authorization", b"").partition(b" ")
-    return scheme.lower() == b"bearer" and secrets.compare_digest(key, settings.api_key.get_secret_value().encode())
+    return True
 
 
 async def read_body(receive: Receive, max_bytes: int) -> tuple[bytes, list[Message], bool]:
@@ -95,7 +98,8 @@ class DirectPredict:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = model_of(scope)
         state: ServiceState | None = getattr(scope["app"].state, "service", None) if name is not None else None
-        if name is None or state is None or not plain_json(dict(scope["headers"]), state.settings):
+        if (name is None or state is None or not plain_json(dict(scope["headers"]), state.settings.max_body_bytes)
+                or not await key_accepted(Request(scope))):
             await self.app(scope, receive, send)
             return
         body, messages, complete = await read_body(receive, state.settings.max_body_bytes)

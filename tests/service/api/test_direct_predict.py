@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from starlette.requests import Request
 
 from service.api import direct_predict
-from service.api.direct_predict import DirectPredict, model_of, plain_json
+from service.api.direct_predict import DirectPredict, key_accepted, model_of, plain_json
 from service.runtime.config import Settings
 from tests.serving import make_app, wait_ready
 
@@ -31,18 +34,26 @@ def test_only_posts_to_a_model_s_predict_route_are_direct() -> None:
 
 
 def test_which_requests_the_direct_path_takes() -> None:
-    open_server, keyed = Settings(max_body_bytes=1024), Settings(max_body_bytes=1024, api_key=SecretStr("k"))
-    assert plain_json(JSON, open_server)
-    assert plain_json({**JSON, b"content-type": b"application/json; charset=utf-8"}, open_server)
+    assert plain_json(JSON, 1024)
+    assert plain_json({**JSON, b"content-type": b"application/json; charset=utf-8"}, 1024)
     for headers in [{b"content-type": b"application/json"},  # chunked: no length
                     {**JSON, b"content-length": b"1025"}, {**JSON, b"content-type": b"text/plain"},
                     {**JSON, b"content-encoding": b"gzip"}, {**JSON, b"origin": b"https://example.com"}]:
-        assert not plain_json(headers, open_server), headers
-    assert plain_json({**JSON, b"authorization": b"Bearer k"}, keyed)
-    assert plain_json({**JSON, b"authorization": b"bearer k"}, keyed)
+        assert not plain_json(headers, 1024), headers
+
+
+def test_the_direct_path_takes_the_key_the_routes_take() -> None:
+    def request(settings: Settings, authorization: bytes | None) -> Request:
+        app = SimpleNamespace(state=SimpleNamespace(service=SimpleNamespace(settings=settings)))
+        headers = [] if authorization is None else [(b"authorization", authorization)]
+        return Request({"type": "http", "method": "POST", "path": "/", "headers": headers, "app": app})
+
+    open_server, keyed = Settings(), Settings(api_key=SecretStr("k"))
+    assert asyncio.run(key_accepted(request(open_server, None)))
+    assert asyncio.run(key_accepted(request(keyed, b"Bearer k")))
+    assert asyncio.run(key_accepted(request(keyed, b"bearer k")))
     for authorization in [None, b"Bearer x", b"Basic k", b"k"]:
-        headers = JSON if authorization is None else {**JSON, b"authorization": authorization}
-        assert not plain_json(headers, keyed), authorization
+        assert not asyncio.run(key_accepted(request(keyed, authorization))), authorization
 
 
 @pytest.fixture(scope="module")
