@@ -3,10 +3,11 @@ with optional distillation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler, SequentialSampler
@@ -130,6 +131,38 @@ def output_distillation_loss(
     return distillation_loss(student.logits, teacher.logits, temperature)
 
 
+def precomputed_outputs(student: Any, logits: torch.Tensor) -> Any:
+    """The teacher's precomputed logits in the shape of the student's outputs: for question answering, the start and
+    end logits are the two columns of each token's row."""
+    if isinstance(student, QuestionAnsweringModelOutput):
+        return QuestionAnsweringModelOutput(start_logits=logits[..., 0], end_logits=logits[..., 1])
+    if isinstance(student, TokenClassifierOutput):
+        return TokenClassifierOutput(logits=logits)
+    return SequenceClassifierOutput(logits=logits)
+
+
+def with_teacher_logits(collate: Callable[[list[dict[str, Any]]], Any]) -> Callable[[list[dict[str, Any]]], Any]:
+    """A collator that also batches the features' precomputed teacher logits: a row per sequence stacked, rows per
+    token padded with zeros to the batch's padded length (padded positions are left out of the loss)."""
+
+    def collate_with_logits(features: list[dict[str, Any]]) -> Any:
+        if not features or TEACHER_LOGITS not in features[0]:
+            return collate(features)
+        rows = [np.asarray(feature[TEACHER_LOGITS], dtype=np.float32) for feature in features]
+        batch = collate([{key: value for key, value in feature.items() if key != TEACHER_LOGITS}
+                         for feature in features])
+        if rows[0].ndim == 1:
+            batch[TEACHER_LOGITS] = torch.from_numpy(np.stack(rows))
+            return batch
+        padded = np.zeros((len(rows), batch["input_ids"].shape[1], rows[0].shape[1]), dtype=np.float32)
+        for index, row in enumerate(rows):
+            padded[index, : len(row)] = row
+        batch[TEACHER_LOGITS] = torch.from_numpy(padded)
+        return batch
+
+    return collate_with_logits
+
+
 class SeededLengthGroupedSampler(Sampler[int]):
     """Length-grouped order (batches of similar lengths, little padding) drawn from (seed, epoch) alone.
 
@@ -206,10 +239,10 @@ class DistillationTrainer(Trainer):
         if self._signature_columns is not None and TEACHER_LOGITS not in self._signature_columns:
             self._signature_columns.append(TEACHER_LOGITS)
 
-    def _teacher_outputs(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor | None) -> Any:
+    def _teacher_outputs(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor | None, student: Any) -> Any:
         """The teacher's outputs for the batch: its precomputed logits, or the teacher run on it (None: neither)."""
         if logits is not None:
-            return SequenceClassifierOutput(logits=logits)
+            return precomputed_outputs(student, logits)
         if self.teacher is None:
             return None
         device = inputs["input_ids"].device
@@ -228,7 +261,8 @@ class DistillationTrainer(Trainer):
         precomputed = inputs.pop(TEACHER_LOGITS, None)
         outputs = model(**inputs)
         loss = outputs.loss
-        teacher_outputs = self._teacher_outputs(inputs, precomputed) if model.training or loss is None else None
+        teacher_outputs = (self._teacher_outputs(inputs, precomputed, outputs) if model.training or loss is None
+                           else None)
         if teacher_outputs is not None:
             kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding_loss,
                                           self.token_states_weight)

@@ -1,12 +1,14 @@
-"""The teacher of a compression run: loaded with its own tokenizer, scored on its own tokenization, and for
-sentence-level tasks its logits computed once, before training.
+"""The teacher of a compression run: loaded with its own tokenizer, scored on its own tokenization, and its logits
+computed once, before training.
 
-A teacher's logits for a whole text do not depend on how it cuts the text into tokens, so a teacher with another
+A frozen teacher gives the same logits at every epoch, so they are computed once (and kept in the run directory for a
+resumed run) instead of at every step: on 2 CPU cores the teacher's forward pass is about a third of a distillation
+step. A teacher's logits for a whole text do not depend on how it cuts the text into tokens, so a teacher with another
 tokenizer (all-mpnet-base-v2 teaching a MiniLM student) can teach text classification: it reads each training text
-its own way, and the student learns from the logits attached to its own features. A frozen teacher gives the same
-logits at every epoch, so they are computed once (and kept in the run directory for a resumed run) instead of at
-every step. Token-level tasks (question answering, entities) compare outputs position by position and need a
-teacher that tokenizes as the student does.
+its own way, and the student learns from the logits attached to its own features. Token-level tasks (question
+answering, entities) compare outputs position by position and need a teacher that tokenizes as the student does;
+their logits are one row per token of the student's feature (for question answering the start and end logits as two
+columns). Sentence embeddings learn from the teacher's token states, which the teacher computes on every batch.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from service.runtime.errors import ConfigError
 log = logging.getLogger(__name__)
 LOGITS_CACHE = "teacher_logits.npz"
 LOGITS_BATCH = 128
+LOGITS_CHUNK = 4096  # features between progress lines
 TEACHER_TRAINING_KEYS = ("base_model", "settings", "train_examples", "validation", "validation_metrics",
                          "validation_curve")
 
@@ -69,7 +72,7 @@ def load_teacher(task: CompressionTask, path: str, prepared: Prepared) -> Teache
         log.info("the teacher %s holds no tokenizer: it reads the student's tokens", path)
         tokenizer = prepared.tokenizer
     own = _vocabulary(tokenizer) != _vocabulary(prepared.tokenizer)
-    if own and not precomputes_logits(task):
+    if own and task.per_token:
         raise ConfigError(f"the teacher {path} tokenizes otherwise than the student; {task.name} compares outputs "
                           "token by token, so its teacher must share the student's tokenizer (a teacher with its own "
                           "tokenizer can teach text classification)")
@@ -77,8 +80,8 @@ def load_teacher(task: CompressionTask, path: str, prepared: Prepared) -> Teache
 
 
 def precomputes_logits(task: CompressionTask) -> bool:
-    """Whether the task's teacher outputs are one row of logits per text (computed once, any tokenizer)."""
-    return not task.per_token and not task.needs_teacher
+    """Whether the task learns from the teacher's logits alone (computed once), not from its hidden states."""
+    return not task.needs_teacher
 
 
 def _pad_id(teacher: Teacher) -> int:
@@ -97,16 +100,37 @@ def teacher_score(teacher: Teacher, prepared: Prepared, data_config: DataConfig)
 
 
 def _fingerprint(teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision) -> str:
-    """What the logits depend on: the teacher, its precision, the cut length and every training text in order."""
+    """What the logits depend on: the teacher and its precision, and what it reads: every training text in order and
+    the cut length (its own tokenization) or every training feature's tokens (the student's)."""
     digest = hashlib.sha256(f"{Path(teacher.path).resolve()}|{precision}|{data_config.max_length}".encode())
-    for example in prepared.data.train:
-        digest.update(repr((example.text, example.text_pair)).encode())
+    if teacher.own_tokenizer:
+        for example in prepared.data.train:
+            digest.update(repr((example.text, example.text_pair)).encode())
+    else:
+        for feature in prepared.train:
+            for name in prepared.input_names:
+                digest.update(np.asarray(feature[name], dtype=np.int64).tobytes())
+            digest.update(b"|")
     return digest.hexdigest()
 
 
-def _compute_logits(teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision) -> np.ndarray:
-    """The teacher's logits of every training text: on the student's features where it tokenizes as the student
-    does, else on its own tokenization of the texts."""
+def _logit_rows(rows: list[list[np.ndarray]], features: list[dict[str, Any]], per_token: bool) -> list[np.ndarray]:
+    """One array per feature: the sequence's logits, or for a token-level task its tokens' rows of every output side
+    by side (padding cut off): [tokens, columns]."""
+    if not per_token:
+        return [row[0] for row in rows]
+    logits = []
+    for feature, outputs in zip(features, rows, strict=True):
+        length = len(feature["input_ids"])
+        logits.append(np.concatenate([output[:length].reshape(length, -1) for output in outputs], axis=1))
+    return logits
+
+
+def _compute_logits(
+    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision
+) -> list[np.ndarray]:
+    """The teacher's logits of every training feature (see `_logit_rows`): on the student's features where it
+    tokenizes as the student does, else on its own tokenization of the texts."""
     if teacher.own_tokenizer:
         features = prepared.task.features(teacher.tokenizer, prepared.data.train, prepared.data, data_config,
                                           teacher.input_names)
@@ -115,33 +139,61 @@ def _compute_logits(teacher: Teacher, prepared: Prepared, data_config: DataConfi
         features, input_names, pad_id = prepared.train, prepared.input_names, prepared.pad_id
     device = next(teacher.model.parameters()).device
     started = time.time()
-    log.info("teacher logits for %d training texts (%s, %s)...", len(features), teacher.path, precision)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        rows = torch_rows(teacher.model, features, input_names, ("logits",), pad_id, LOGITS_BATCH)
-    log.info("teacher logits computed in %.0f s", time.time() - started)
-    return np.stack([row[0] for row in rows]).astype(np.float32)
+    log.info("teacher logits for %d training features (%s, %s)...", len(features), teacher.path, precision)
+    order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))  # longest first: a safe ETA
+    logits: list[np.ndarray] = [np.empty(0)] * len(features)
+    for first in range(0, len(order), LOGITS_CHUNK):
+        chunk = [features[i] for i in order[first : first + LOGITS_CHUNK]]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            rows = torch_rows(teacher.model, chunk, input_names, prepared.task.output_names, pad_id, LOGITS_BATCH)
+        for index, row in zip(order[first : first + LOGITS_CHUNK], _logit_rows(rows, chunk, prepared.task.per_token),
+                              strict=True):
+            logits[index] = row.astype(np.float32)
+        done, elapsed = first + len(chunk), time.time() - started
+        log.info("teacher logits: %d of %d features, %.0f s, about %.0f s left", done, len(features), elapsed,
+                 elapsed / done * (len(features) - done))
+    return logits
+
+
+def _read_cache(cache: Path, fingerprint: str) -> list[np.ndarray] | None:
+    """The rows stored in ``cache`` if they were computed for ``fingerprint``."""
+    if not cache.is_file():
+        return None
+    with np.load(cache) as stored:
+        if str(stored["fingerprint"]) != fingerprint:
+            return None
+        logits = stored["logits"]
+        if "lengths" not in stored:  # one row per feature
+            return list(logits)
+        return np.split(logits, np.cumsum(stored["lengths"])[:-1])
+
+
+def _write_cache(cache: Path, fingerprint: str, rows: list[np.ndarray]) -> None:
+    """Rows of one shape as one array; rows of tokens concatenated, with each feature's token count."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if rows and rows[0].ndim == 2:
+        np.savez(cache, logits=np.concatenate(rows), lengths=np.array([len(row) for row in rows]),
+                 fingerprint=np.array(fingerprint))
+    else:
+        np.savez(cache, logits=np.stack(rows), fingerprint=np.array(fingerprint))
 
 
 def attach_teacher_logits(
     teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path
 ) -> str:
-    """Put the teacher's logits of every training text into its feature (``teacher_logits``), computed once per
-    run directory: a resumed run reads them back when the teacher, precision and texts are the same. Returns how
-    they were made, for the card."""
-    if len(prepared.train) != len(prepared.data.train):
-        raise ValueError("teacher logits need one training feature per example")
+    """Put the teacher's logits of every training feature into it (``teacher_logits``), computed once per run
+    directory: a resumed run reads them back when the teacher, its precision and what it reads are the same. Returns
+    how they were made, for the card."""
+    if teacher.own_tokenizer and len(prepared.train) != len(prepared.data.train):
+        raise ValueError("a teacher with its own tokenizer needs one training feature per example")
     fingerprint = _fingerprint(teacher, prepared, data_config, precision)
     cache = run_dir / LOGITS_CACHE
-    logits: np.ndarray | None = None
-    if cache.is_file():
-        with np.load(cache) as stored:
-            if str(stored["fingerprint"]) == fingerprint:
-                logits = stored["logits"]
-                log.info("teacher logits read from %s", cache)
-    if logits is None:
+    logits = _read_cache(cache, fingerprint)
+    if logits is not None:
+        log.info("teacher logits read from %s", cache)
+    else:
         logits = _compute_logits(teacher, prepared, data_config, precision)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, logits=logits, fingerprint=np.array(fingerprint))
+        _write_cache(cache, fingerprint, logits)
     for feature, row in zip(prepared.train, logits, strict=True):
         feature[TEACHER_LOGITS] = row
     return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"

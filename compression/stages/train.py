@@ -35,6 +35,7 @@ from compression.training import (
     freeze_embeddings,
     last_checkpoint,
     validation_curve,
+    with_teacher_logits,
 )
 from service.runtime.errors import ConfigError, MissingFile
 
@@ -58,7 +59,7 @@ def _trainer(
     """The pruning run's Trainer with the pruning callback attached (see `distillation_trainer`)."""
     recipe, seed = plan.recipe, plan.data.seed
     pruning = recipe.pruning
-    collator = prepared.task.collator(prepared.tokenizer)
+    collator = with_teacher_logits(prepared.task.collator(prepared.tokenizer))
     pruner = Pruner(
         find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,

@@ -6,7 +6,7 @@ from transformers import PreTrainedModel
 
 from compression.stages.config import Plan
 from compression.stages.prepare import Prepared
-from compression.training import DistillationTrainer, training_arguments
+from compression.training import DistillationTrainer, training_arguments, with_teacher_logits
 from compression.training_loop import TrainingLoop
 
 
@@ -21,7 +21,7 @@ def distillation_trainer(
     return DistillationTrainer(
         model=student, args=training_arguments(loop, output_dir=output_dir, seed=plan.data.seed, evaluate=evaluate),
         train_dataset=prepared.train, eval_dataset=prepared.evaluation.features if evaluate else None,
-        data_collator=prepared.task.collator(prepared.tokenizer),
+        data_collator=with_teacher_logits(prepared.task.collator(prepared.tokenizer)),
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=distillation.hardness if distils else 0.0,
         temperature=distillation.temperature, embedding_loss=distillation.embedding_loss,

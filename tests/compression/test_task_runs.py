@@ -95,7 +95,7 @@ def test_question_answering_finetune_export_and_compress(qa_base: Path, tmp_path
     )
     assert card.sparsity == pytest.approx(0.8, abs=0.01)
     assert card.build["teacher_training"]["validation_curve"] == info["validation_curve"]  # how the teacher learned
-    assert "teacher_logits" not in card.build  # per-token outputs: the teacher runs on every batch
+    assert card.build["teacher_logits"] == "precomputed"  # one row per token, computed before training
     for prefix in ("student_fp32", "teacher", "int8_onnxruntime_graph", "int8_deepsparse_graph", "fp32_onnx"):
         assert 0.0 <= card.metrics[f"{prefix}_exact_match"] <= card.metrics[f"{prefix}_f1"] <= 1.0
     for name in card.files.values():

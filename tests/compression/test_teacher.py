@@ -1,9 +1,10 @@
-"""The teacher stage: logits computed once on the teacher's own tokenization, read back on a rerun, and refused
-where a task needs a teacher that tokenizes as the student does."""
+"""The teacher stage: logits computed once (on the teacher's own tokenization, or per token of the student's
+features), read back on a rerun, and refused where a task needs a teacher that tokenizes as the student does."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,12 +17,19 @@ from compression.stages import teacher as teacher_stage
 from compression.stages.prepare import prepare
 from compression.stages.teacher import attach_teacher_logits, load_teacher, teacher_score
 from compression.tasks import DataConfig, task_for
-from compression.training import TEACHER_LOGITS, DistillationTrainer, distillation_loss, training_arguments
+from compression.training import (
+    TEACHER_LOGITS,
+    DistillationTrainer,
+    distillation_loss,
+    training_arguments,
+    with_teacher_logits,
+)
 from compression.training_loop import TrainingLoop
 from service.runtime.errors import ConfigError
 from tests.tiny_models import (
     make_tiny_encoder_base,
     tiny_classifier,
+    tiny_question_answering,
     tiny_subword_tokenizer,
     tiny_token_classifier,
     tiny_tokenizer,
@@ -191,3 +199,63 @@ def test_an_mpnet_teacher_reads_sentence_pairs_its_own_way(student_dir: Path, tm
             expected = teacher.model(input_ids=encoded["input_ids"],
                                      attention_mask=encoded["attention_mask"]).logits[0].numpy()
         np.testing.assert_allclose(feature[TEACHER_LOGITS], expected, atol=1e-5)
+
+
+def _token_level_run(tmp_path: Path, task_name: str) -> tuple[Any, Any, DataConfig]:
+    """A tiny student and a same-tokenizer teacher of another seed for question answering or entities, prepared."""
+    tokenizer = tiny_subword_tokenizer()
+    vocab = len(tokenizer.get_vocab())
+    if task_name == "question-answering":
+        student, teacher = (tiny_question_answering(vocab_size=vocab, seed=seed) for seed in (0, 1))
+        data = DataConfig(train_file=str(FIXTURES / "squad_tiny.json"), task=task_name, validation_fraction=0.34,
+                          max_length=32, task_settings={"doc_stride": 4, "max_query_length": 8})
+    else:
+        tags = ("O", "B-LOC", "I-LOC", "B-ORG", "B-PER", "I-PER")  # the fixture's, in order of appearance
+        student, teacher = (tiny_token_classifier(tags=tags, vocab_size=vocab, seed=seed) for seed in (0, 1))
+        data = DataConfig(train_file=str(FIXTURES / "conll_tiny.txt"), task=task_name, max_length=32)
+    for name, model in (("student", student), ("teacher", teacher)):
+        model.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    task = task_for(task_name)
+    prepared = prepare(data, str(tmp_path / "student"), task.load_model(str(tmp_path / "student")))
+    return prepared, load_teacher(task, str(tmp_path / "teacher"), prepared), data
+
+
+@pytest.mark.parametrize("task_name", ["question-answering", "token-classification"])
+def test_token_level_logits_are_computed_once_and_teach_as_the_live_teacher(
+    task_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared, teacher, data = _token_level_run(tmp_path, task_name)
+    assert not teacher.own_tokenizer
+    assert attach_teacher_logits(teacher, prepared, data, "fp32", tmp_path / "run") == "precomputed"
+    batch_features = prepared.train[:4]
+    lengths = [len(feature["input_ids"]) for feature in batch_features]
+    assert len(set(lengths)) > 1  # the batch pads, so padded rows are checked too
+    for feature in batch_features:
+        with torch.no_grad():
+            outputs = teacher.model(**{name: torch.from_numpy(np.asarray([feature[name]])) for name in
+                                       prepared.input_names})
+        expected = [getattr(outputs, name)[0].reshape(len(feature["input_ids"]), -1) for name in
+                    prepared.task.output_names]
+        np.testing.assert_allclose(feature[TEACHER_LOGITS], torch.cat(expected, dim=1).numpy(), atol=1e-5)
+
+    collate = with_teacher_logits(prepared.task.collator(prepared.tokenizer))
+    batch = collate(batch_features)
+    assert batch[TEACHER_LOGITS].shape[:2] == batch["input_ids"].shape
+    student = task_for(task_name).load_model(str(tmp_path / "student")).train()
+    args = training_arguments(TrainingLoop(), output_dir=str(tmp_path / "out"), seed=0, evaluate=False)
+    from_logits = DistillationTrainer(model=student, args=args, hardness=1.0, temperature=2.0)
+    live = DistillationTrainer(model=student, args=args, teacher=teacher.model, hardness=1.0, temperature=2.0)
+    torch.manual_seed(0)
+    precomputed_loss = from_logits.compute_loss(student, dict(batch))
+    torch.manual_seed(0)
+    live_loss = live.compute_loss(student, {k: v for k, v in batch.items() if k != TEACHER_LOGITS})
+    assert torch.allclose(precomputed_loss, live_loss, atol=1e-5)
+
+    computed: list[str] = []
+    monkeypatch.setattr(teacher_stage, "_compute_logits", lambda *args: computed.append("again"))
+    stored = [feature[TEACHER_LOGITS].copy() for feature in prepared.train]
+    attach_teacher_logits(teacher, prepared, data, "fp32", tmp_path / "run")
+    assert computed == []  # a resumed run reads the rows back, each with its own length
+    for before, feature in zip(stored, prepared.train, strict=True):
+        np.testing.assert_array_equal(before, feature[TEACHER_LOGITS])
