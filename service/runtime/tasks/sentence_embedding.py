@@ -90,7 +90,8 @@ class SentenceEmbedding:
                 raise BadInput(f"inputs[{index}] must be a string")
             if not value.strip():
                 raise BadInput(f"inputs[{index}] is empty")
-        return list(encode(self._tokenizer, [str(value) for value in inputs], self._max_length))
+        return list(encode(self._tokenizer, [str(value) for value in inputs], self._max_length,
+                           offsets=False))
 
     def _framed(self, index: int, value: object) -> Encoded:
         if not isinstance(value, TokenIds):

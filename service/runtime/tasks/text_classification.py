@@ -65,7 +65,7 @@ class TextClassification:
     def preprocess(self, inputs: Sequence[object]) -> list[Encoding]:
         """Validate texts and pairs and tokenize them; raises BadInput naming the offending input."""
         texts = [_check_input(index, value) for index, value in enumerate(inputs)]
-        return encode(self._tokenizer, texts, self._max_length)
+        return encode(self._tokenizer, texts, self._max_length, offsets=False)
 
     def tokens(self, item: Encoding) -> int:
         """The text's length in tokens."""
