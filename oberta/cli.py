@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from oberta.run_dirs import RUNS_DIR_VARIABLE, run_dir
 from oberta.task_arguments import add_task_argument, add_task_settings_arguments, task_settings
 from service.runtime.errors import ObertaError
 
@@ -107,10 +108,11 @@ def _run_finetune(args: argparse.Namespace) -> int:
         save_steps=args.save_steps,
         precision=args.precision,
     )
-    config = FinetuneConfig(data=_data_config(args), output_dir=args.output, model=args.model, loop=loop,
+    output = run_dir("finetune", args.task, args)
+    config = FinetuneConfig(data=_data_config(args), output_dir=output, model=args.model, loop=loop,
                             threads=args.threads)
     info = finetune(config)
-    print(f"validation: {info['validation_metrics']}; model in {args.output}/final")
+    print(f"validation: {info['validation_metrics']}; model in {output}/final")
     return 0
 
 
@@ -148,7 +150,8 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default="all-MiniLM-L6-v2", help="base model: a local path, the bundled "
                         "all-MiniLM-L6-v2 (default), or a hub name where a hub is reachable")
-    parser.add_argument("--output", required=True, help="run directory")
+    parser.add_argument("--output", help=f"run directory (default: a directory of its own for these arguments under "
+                        f"{RUNS_DIR_VARIABLE}, else ~/.cache/oberta/runs; printed at the start)")
     parser.add_argument("--epochs", type=float, help=f"training epochs (default {default('epochs'):g})")
     parser.add_argument("--learning-rate", type=float,
                         help=f"peak learning rate (default {default('learning_rate'):g})")
@@ -179,13 +182,15 @@ def _run_compress(args: argparse.Namespace) -> int:
     from compression.compress import CompressConfig, compress
     from compression.recipe import load_recipe
 
+    recipe = load_recipe(args.recipe)
+    output = run_dir("compress", args.name, args)
     config = CompressConfig(
-        recipe=load_recipe(args.recipe),
+        recipe=recipe,
         recipe_source=args.recipe,
         model=args.model,
         teacher=args.teacher if args.teacher else (None if args.no_teacher else args.model),
         data=_data_config(args),
-        output_dir=args.output,
+        output_dir=output,
         name=args.name,
         model_dir=args.model_dir,
         threads=args.threads,
@@ -195,9 +200,9 @@ def _run_compress(args: argparse.Namespace) -> int:
     )
     card = compress(config)
     if card is None:
-        print(f"trained model in {args.output}/trained; run again with --stage export to quantize and export it")
+        print(f"trained model in {output}/trained; run again with --stage export to quantize and export it")
         return 0
-    print(f"sparsity {card.sparsity:.4f}; metrics {card.metrics}; model in {args.model_dir or args.output + '/model'}")
+    print(f"sparsity {card.sparsity:.4f}; metrics {card.metrics}; model in {args.model_dir or output + '/model'}")
     return 0
 
 
@@ -216,7 +221,9 @@ def _compress_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="the dense fine-tuned model directory to prune")
     parser.add_argument("--teacher", help="teacher model directory (default: --model, the dense model itself)")
     parser.add_argument("--no-teacher", action="store_true", help="train on labels alone, without distillation")
-    parser.add_argument("--output", required=True, help="run directory (checkpoints, trained model, logs)")
+    parser.add_argument("--output", help="run directory: checkpoints, trained model, logs (default: a directory of "
+                        f"its own for these arguments under {RUNS_DIR_VARIABLE}, else ~/.cache/oberta/runs; printed "
+                        "at the start)")
     parser.add_argument("--name", required=True, help="served model name, e.g. sentiment")
     parser.add_argument("--model-dir", help="where the served model directory goes (default OUTPUT/model)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
