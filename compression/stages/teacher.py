@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from service.runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 LOGITS_CACHE = "teacher_logits.npz"
+LOGITS_PARTS = "teacher_logits.parts"  # chunks of an unfinished computation
 LOGITS_BATCH = 128
 LOGITS_CHUNK = 4096  # features between progress lines
 TEACHER_TRAINING_KEYS = ("base_model", "settings", "train_examples", "validation", "validation_metrics",
@@ -127,10 +129,12 @@ def _logit_rows(rows: list[list[np.ndarray]], features: list[dict[str, Any]], pe
 
 
 def _compute_logits(
-    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision
+    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, parts: Path,
+    fingerprint: str,
 ) -> list[np.ndarray]:
     """The teacher's logits of every training feature (see `_logit_rows`): on the student's features where it
-    tokenizes as the student does, else on its own tokenization of the texts."""
+    tokenizes as the student does, else on its own tokenization of the texts. Each chunk of features is kept in
+    ``parts`` as it is done, so an interrupted computation (an hour for SQuAD on 2 cores) resumes where it stopped."""
     if teacher.own_tokenizer:
         features = prepared.task.features(teacher.tokenizer, prepared.data.train, prepared.data, data_config,
                                           teacher.input_names)
@@ -138,20 +142,28 @@ def _compute_logits(
     else:
         features, input_names, pad_id = prepared.train, prepared.input_names, prepared.pad_id
     device = next(teacher.model.parameters()).device
-    started = time.time()
     log.info("teacher logits for %d training features (%s, %s)...", len(features), teacher.path, precision)
     order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))  # longest first: a safe ETA
     logits: list[np.ndarray] = [np.empty(0)] * len(features)
+    started, computed = time.time(), 0
     for first in range(0, len(order), LOGITS_CHUNK):
-        chunk = [features[i] for i in order[first : first + LOGITS_CHUNK]]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            rows = torch_rows(teacher.model, chunk, input_names, prepared.task.output_names, pad_id, LOGITS_BATCH)
-        for index, row in zip(order[first : first + LOGITS_CHUNK], _logit_rows(rows, chunk, prepared.task.per_token),
-                              strict=True):
-            logits[index] = row.astype(np.float32)
-        done, elapsed = first + len(chunk), time.time() - started
-        log.info("teacher logits: %d of %d features, %.0f s, about %.0f s left", done, len(features), elapsed,
-                 elapsed / done * (len(features) - done))
+        indices = order[first : first + LOGITS_CHUNK]
+        part = parts / f"{first:09d}.npz"
+        rows = _read_cache(part, fingerprint)
+        if rows is None:
+            chunk = [features[i] for i in indices]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                outputs = torch_rows(teacher.model, chunk, input_names, prepared.task.output_names, pad_id,
+                                     LOGITS_BATCH)
+            rows = [row.astype(np.float32) for row in _logit_rows(outputs, chunk, prepared.task.per_token)]
+            _write_cache(part, fingerprint, rows)
+            computed += len(indices)
+        for index, row in zip(indices, rows, strict=True):
+            logits[index] = row
+        done, elapsed = first + len(indices), time.time() - started
+        left = elapsed / computed * (len(features) - done) if computed else 0.0
+        log.info("teacher logits: %d of %d features (%d read back), %.0f s, about %.0f s left", done, len(features),
+                 done - computed, elapsed, left)
     return logits
 
 
@@ -169,13 +181,16 @@ def _read_cache(cache: Path, fingerprint: str) -> list[np.ndarray] | None:
 
 
 def _write_cache(cache: Path, fingerprint: str, rows: list[np.ndarray]) -> None:
-    """Rows of one shape as one array; rows of tokens concatenated, with each feature's token count."""
+    """Rows of one shape as one array; rows of tokens concatenated, with each feature's token count. Written under
+    another name first, so an interrupted write leaves no partial file."""
     cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_name(cache.name + ".partial.npz")
     if rows and rows[0].ndim == 2:
-        np.savez(cache, logits=np.concatenate(rows), lengths=np.array([len(row) for row in rows]),
+        np.savez(partial, logits=np.concatenate(rows), lengths=np.array([len(row) for row in rows]),
                  fingerprint=np.array(fingerprint))
     else:
-        np.savez(cache, logits=np.stack(rows), fingerprint=np.array(fingerprint))
+        np.savez(partial, logits=np.stack(rows), fingerprint=np.array(fingerprint))
+    partial.replace(cache)
 
 
 def attach_teacher_logits(
@@ -192,8 +207,10 @@ def attach_teacher_logits(
     if logits is not None:
         log.info("teacher logits read from %s", cache)
     else:
-        logits = _compute_logits(teacher, prepared, data_config, precision)
+        parts = run_dir / LOGITS_PARTS
+        logits = _compute_logits(teacher, prepared, data_config, precision, parts, fingerprint)
         _write_cache(cache, fingerprint, logits)
+        shutil.rmtree(parts)
     for feature, row in zip(prepared.train, logits, strict=True):
         feature[TEACHER_LOGITS] = row
     return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"

@@ -259,3 +259,35 @@ def test_token_level_logits_are_computed_once_and_teach_as_the_live_teacher(
     assert computed == []  # a resumed run reads the rows back, each with its own length
     for before, feature in zip(stored, prepared.train, strict=True):
         np.testing.assert_array_equal(before, feature[TEACHER_LOGITS])
+
+
+def test_an_interrupted_computation_resumes_from_its_finished_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared, teacher, data = _token_level_run(tmp_path, "token-classification")
+    monkeypatch.setattr(teacher_stage, "LOGITS_CHUNK", 2)
+    chunks = -(-len(prepared.train) // 2)
+    assert chunks >= 3
+    real = teacher_stage.torch_rows
+    calls: list[int] = []
+
+    def interrupted_after_two(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the session ends
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_stage, "torch_rows", interrupted_after_two)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        attach_teacher_logits(teacher, prepared, data, "fp32", run)
+    assert len(list((run / teacher_stage.LOGITS_PARTS).glob("*.npz"))) == 2
+    calls.clear()
+    attach_teacher_logits(teacher, prepared, data, "fp32", run)
+    assert len(calls) == chunks - 2  # the two finished chunks are read back
+    assert not (run / teacher_stage.LOGITS_PARTS).exists() and (run / teacher_stage.LOGITS_CACHE).is_file()
+    resumed = [feature[TEACHER_LOGITS] for feature in prepared.train]
+    monkeypatch.setattr(teacher_stage, "torch_rows", real)
+    attach_teacher_logits(teacher, prepared, data, "fp32", tmp_path / "uninterrupted")
+    for row, feature in zip(resumed, prepared.train, strict=True):
+        np.testing.assert_array_equal(row, feature[TEACHER_LOGITS])
