@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 
 RUNS_DIR_VARIABLE = "OBERTA_RUNS_DIR"
-NOT_SHAPING = frozenset({"output", "threads", "handler", "command"})  # where and how fast, not what is trained
+# Where, how fast and which stage, not what is trained: `compress --stage train` and then `--stage export` share a run.
+NOT_SHAPING = frozenset({"output", "model_dir", "threads", "stage", "handler", "command"})
 
 
 def runs_root() -> Path:

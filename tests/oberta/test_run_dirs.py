@@ -20,6 +20,11 @@ def _dir(*argv: str) -> Path:
     return default_run_dir(args.command, args.task, args)
 
 
+def _compress_dir(*argv: str) -> Path:
+    args = build_parser().parse_args(list(argv))
+    return default_run_dir(args.command, args.name, args)
+
+
 def test_the_same_command_finds_the_same_directory_and_other_settings_another(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -29,6 +34,10 @@ def test_the_same_command_finds_the_same_directory_and_other_settings_another(
     assert first == _dir("finetune", *TRAIN, "--learning-rate", "1e-4", "--threads", "1")  # speed, not result
     assert first != _dir("finetune", *TRAIN, "--learning-rate", "2e-4")
     assert first.parent == tmp_path / "runs" and first.name.startswith("finetune-text-classification-")
+    compress = ("compress", "--recipe", "obert-cpu", "--model", "m", "--name", "sentiment", *TRAIN)
+    trained_here = _compress_dir(*compress, "--stage", "train")
+    assert trained_here == _compress_dir(*compress, "--stage", "export", "--model-dir", "models/sentiment")
+    assert trained_here.name.startswith("compress-sentiment-")
     monkeypatch.delenv(RUNS_DIR_VARIABLE)
     assert _dir("finetune", *TRAIN).parent == Path.home() / ".cache" / "oberta" / "runs"
 
