@@ -210,7 +210,7 @@ def attach_teacher_logits(
         parts = run_dir / LOGITS_PARTS
         logits = _compute_logits(teacher, prepared, data_config, precision, parts, fingerprint)
         _write_cache(cache, fingerprint, logits)
-        shutil.rmtree(parts)
+        shutil.rmtree(parts, ignore_errors=True)  # none where there was nothing to compute
     for feature, row in zip(prepared.train, logits, strict=True):
         feature[TEACHER_LOGITS] = row
     return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"
