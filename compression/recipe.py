@@ -220,6 +220,10 @@ class Recipe(_Strict):
     def _check(self) -> Recipe:
         if self.pruning.end_epoch > self.training.epochs:
             raise ValueError("pruning.end_epoch is after the last training epoch")
+        neurons, group = self.student.neurons, self.pruning.group
+        if neurons is not None and neurons % group:
+            raise ValueError(f"student.neurons ({neurons}) must be a multiple of {group} for {self.pruning.structure} "
+                             "pruning: blocks are formed among the kept neurons")
         return self
 
 

@@ -37,15 +37,31 @@ class GradientSource(Protocol):
 
 @dataclass
 class PrunableLayer:
-    """One Linear layer under pruning and its keep-mask (True = kept)."""
+    """One Linear layer under pruning, its keep-mask (True = kept), and its live structure.
+
+    ``live`` marks the weights outside all-zero rows and columns (removed heads and neurons, see
+    compression/structure.py). The pruner works on those alone, laid out as the export's compacted matrix
+    ``weight[live].view(live rows, live columns)``, so groups of 4 are consecutive columns of the matrix the
+    engines run, and a removed column never shares a group with kept ones.
+    """
 
     name: str
     module: nn.Linear
     mask: torch.Tensor
+    live: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
         return self.module.weight
+
+    @property
+    def live_entries(self) -> torch.Tensor:
+        """The live-structure mask on the weight's device (every weight until the pruner has looked)."""
+        if self.live is None:
+            self.live = torch.ones_like(self.weight, dtype=torch.bool)
+        elif self.live.device != self.weight.device:
+            self.live = self.live.to(self.weight.device)
+        return self.live
 
     def synced_mask(self) -> torch.Tensor:
         """The mask, moved to the weight's device first if the model moved (e.g. the Trainer put it on a GPU)."""
@@ -70,8 +86,10 @@ def find_layers(model: nn.Module, patterns: Iterable[str] = (ENCODER_LINEARS,)) 
 class Pruner:
     """Holds masks and prunes them, globally or per layer, in groups of 1 or 4 weights.
 
-    Fisher inverses are float64 by default: with the paper's damping (1e-7) the Woodbury updates lose most of
-    their precision in float32 (measured against torch.linalg.inv on ill-conditioned gradients).
+    Targets count every weight of the layers, removed structures included; the pruning itself happens among the
+    live structures' weights (see :class:`PrunableLayer`). Fisher inverses are float64 by default: with the
+    paper's damping (1e-7) the Woodbury updates lose most of their precision in float32 (measured against
+    torch.linalg.inv on ill-conditioned gradients).
     """
 
     def __init__(
@@ -89,9 +107,6 @@ class Pruner:
             raise ValueError(f"unknown scorer {scorer!r}; use obs or magnitude")
         if scope not in ("global", "per-layer"):
             raise ValueError(f"unknown scope {scope!r}; use global or per-layer")
-        for layer in layers:
-            if layer.weight.shape[1] % group:
-                raise ValueError(f"{layer.name}: input size {layer.weight.shape[1]} is not a multiple of {group}")
         if scorer == "obs" and block_size % group:
             raise ValueError(f"Fisher block size {block_size} is not a multiple of the group size {group}")
         self.layers = layers
@@ -102,6 +117,7 @@ class Pruner:
         self.damp = damp
         self.grads_per_update = grads_per_update
         self.fisher_dtype = fisher_dtype
+        self.masks_from_weights()
         self._hooks = [layer.weight.register_hook(self._grad_masker(layer)) for layer in layers]
 
     @staticmethod
@@ -122,9 +138,15 @@ class Pruner:
 
     @torch.no_grad()
     def masks_from_weights(self) -> None:
-        """Rebuild the masks from the zeros of the weights (used when resuming from a checkpoint)."""
+        """Rebuild the masks and live structures from the zeros of the weights (at the start of training, with
+        removed heads and neurons, and when resuming from a checkpoint)."""
         for layer in self.layers:
-            layer.mask = layer.weight != 0
+            nonzero = layer.weight != 0
+            layer.mask = nonzero
+            layer.live = nonzero.any(dim=1, keepdim=True) & nonzero.any(dim=0, keepdim=True)
+            columns = int(layer.live.any(dim=0).sum())
+            if columns % self.group:
+                raise ValueError(f"{layer.name}: {columns} live input columns are not a multiple of {self.group}")
 
     def sparsity(self) -> float:
         """Fraction of masked weights over all layers."""
@@ -137,74 +159,84 @@ class Pruner:
 
         Samples are consumed as they come, so they need not all be held in memory.
         """
-        for layer in self.layers:
-            layer.synced_mask()
+        live = [layer.live_entries for layer in self.layers]
+        masks = [layer.synced_mask()[entries] for layer, entries in zip(self.layers, live, strict=True)]
+        weights = [layer.weight.detach()[entries] for layer, entries in zip(self.layers, live, strict=True)]
         if self.scorer == "obs":
             if gradients is None:
                 raise ValueError("the OBS scorer needs gradient samples")
-            fishers = self._fisher_inverses(gradients)
-            saliencies = [self._obs_saliency(layer, fishers[layer.name]) for layer in self.layers]
+            fishers = self._fisher_inverses(gradients, live, masks)
+            saliencies = [self._obs_saliency(w, fishers[layer.name]) for layer, w in zip(self.layers, weights,
+                                                                                          strict=True)]
         else:
             fishers = {}
-            saliencies = [magnitude_saliency(layer.weight.detach().float(), self.group) for layer in self.layers]
-        for layer, saliency in zip(self.layers, saliencies, strict=True):
-            saliency[~layer.mask.reshape(-1, self.group).all(dim=-1)] = -torch.inf
+            saliencies = [magnitude_saliency(w.float(), self.group) for w in weights]
+        for mask, saliency in zip(masks, saliencies, strict=True):
+            saliency[~mask.reshape(-1, self.group).all(dim=-1)] = -torch.inf
         keeps = self._select(saliencies, sparsity)
-        for layer, keep in zip(self.layers, keeps, strict=True):
-            new_mask = keep.repeat_interleave(self.group).view_as(layer.mask)
+        for layer, entries, mask, w, keep in zip(self.layers, live, masks, weights, keeps, strict=True):
+            kept = keep.repeat_interleave(self.group)
             if self.scorer == "obs":
-                self._apply_obs_update(layer, fishers[layer.name], layer.mask & ~new_mask)
-            layer.mask = new_mask
+                layer.weight[entries] = self._obs_update(w, fishers[layer.name], mask & ~kept)
+            layer.mask = torch.zeros_like(layer.mask)
+            layer.mask[entries] = kept
         self.apply_masks()
         log.info("pruned to %.4f sparsity (target %.4f) with %s", self.sparsity(), sparsity, self.scorer)
 
-    def _fisher_inverses(self, gradients: GradientSource) -> dict[str, BlockFisherInverse]:
+    def _fisher_inverses(self, gradients: GradientSource, live: list[torch.Tensor],
+                         masks: list[torch.Tensor]) -> dict[str, BlockFisherInverse]:
         count = len(gradients)
         if count == 0:
             raise ValueError("no gradient samples")
         fishers = {
             layer.name: BlockFisherInverse(
-                layer.weight.numel(), self.block_size, count, self.damp, self.fisher_dtype, layer.weight.device
+                mask.numel(), self.block_size, count, self.damp, self.fisher_dtype, layer.weight.device
             )
-            for layer in self.layers
+            for layer, mask in zip(self.layers, masks, strict=True)
         }
         chunk: list[Gradients] = []
         for sample in gradients:
             chunk.append(sample)
             if len(chunk) == self.grads_per_update:
-                self._fold(fishers, chunk)
+                self._fold(fishers, chunk, live, masks)
                 chunk = []
         if chunk:
-            self._fold(fishers, chunk)
+            self._fold(fishers, chunk, live, masks)
         return fishers
 
-    def _fold(self, fishers: dict[str, BlockFisherInverse], chunk: list[Gradients]) -> None:
-        for layer in self.layers:
-            grads = torch.stack([sample[layer.name] * layer.mask for sample in chunk])
+    def _fold(self, fishers: dict[str, BlockFisherInverse], chunk: list[Gradients], live: list[torch.Tensor],
+              masks: list[torch.Tensor]) -> None:
+        for layer, entries, mask in zip(self.layers, live, masks, strict=True):
+            grads = torch.stack([sample[layer.name][entries] * mask for sample in chunk])
             fishers[layer.name].add_gradients(grads)
 
-    def _obs_saliency(self, layer: PrunableLayer, finv: BlockFisherInverse) -> torch.Tensor:
-        weights = finv.blocks(layer.weight.detach())
-        saliency = obs_saliency(weights, finv, self.group).reshape(-1)
-        return saliency[: layer.weight.numel() // self.group]
+    def _obs_saliency(self, weights: torch.Tensor, finv: BlockFisherInverse) -> torch.Tensor:
+        saliency = obs_saliency(finv.blocks(weights), finv, self.group).reshape(-1)
+        return saliency[: weights.numel() // self.group]
 
-    def _apply_obs_update(self, layer: PrunableLayer, finv: BlockFisherInverse, newly_pruned: torch.Tensor) -> None:
-        weights = finv.blocks(layer.weight.detach())
-        updated = obs_update(weights, finv, finv.blocks(newly_pruned).bool(), self.group)
-        layer.weight.copy_(finv.unblock(updated).view_as(layer.weight).to(layer.weight.dtype))
+    def _obs_update(self, weights: torch.Tensor, finv: BlockFisherInverse, newly_pruned: torch.Tensor) -> torch.Tensor:
+        updated = obs_update(finv.blocks(weights), finv, finv.blocks(newly_pruned).bool(), self.group)
+        return finv.unblock(updated).to(weights.dtype)
 
     def _select(self, saliencies: list[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
-        """Keep-masks over groups: the lowest-saliency groups go, globally or layer by layer."""
+        """Keep-masks over live groups: the lowest-saliency groups go, globally or layer by layer, until
+        ``sparsity`` of all the weights (removed structures included) are zero."""
         if self.scope == "per-layer":
-            return [_keep_top(s, sparsity) for s in saliencies]
+            return [_keep_top(s, self._groups_to_prune([layer], sparsity))
+                    for layer, s in zip(self.layers, saliencies, strict=True)]
         flat = torch.cat(saliencies)
-        keep = _keep_top(flat, sparsity)
+        keep = _keep_top(flat, self._groups_to_prune(self.layers, sparsity))
         return list(torch.split(keep, [s.numel() for s in saliencies]))
 
+    def _groups_to_prune(self, layers: list[PrunableLayer], sparsity: float) -> int:
+        total = sum(layer.mask.numel() for layer in layers)
+        live = sum(int(layer.live_entries.sum()) for layer in layers)
+        count = round((sparsity * total - (total - live)) / self.group)
+        return min(max(count, 0), live // self.group)
 
-def _keep_top(saliency: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """True for the groups to keep so that round(sparsity * n) groups are pruned."""
-    prune_count = round(sparsity * saliency.numel())
+
+def _keep_top(saliency: torch.Tensor, prune_count: int) -> torch.Tensor:
+    """True for the groups to keep when the ``prune_count`` lowest-saliency groups go."""
     keep = torch.ones_like(saliency, dtype=torch.bool)
     if prune_count > 0:
         keep[torch.topk(saliency, prune_count, largest=False).indices] = False

@@ -80,6 +80,8 @@ def test_recipes_reject_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         Recipe.model_validate({"pruning": {"initial_sparsity": 0.9, "final_sparsity": 0.5}})
     with pytest.raises(ValidationError):
         Recipe.model_validate({"training": {"epochs": 1}, "pruning": {"end_epoch": 2}})
+    with pytest.raises(ValidationError, match=r"student.neurons \(1022\) must be a multiple of 4"):
+        Recipe.model_validate({"student": {"neurons": 1022}, "pruning": {"structure": "4-block"}})
     with pytest.raises(MissingFile, match="shipped"):
         load_recipe("no-such-recipe")
     path = tmp_path / "r.yaml"

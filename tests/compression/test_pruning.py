@@ -202,3 +202,40 @@ def test_obs_prunes_better_than_magnitude_on_a_quadratic() -> None:
         delta = (layer.weight.detach() - original).reshape(-1)
         results[scorer] = float(delta @ fisher @ delta)
     assert results["obs"] < results["magnitude"]
+
+
+def _remove_neurons(model: _Encoder, neurons: list[int]) -> None:
+    """Zero hidden neurons as compression/structure.py removes them: rows of the first layer, columns of the second."""
+    with torch.no_grad():
+        model.first.weight[neurons] = 0.0
+        model.first.bias[neurons] = 0.0
+        model.second.weight[:, neurons] = 0.0
+
+
+@pytest.mark.parametrize("scorer", ["obs", "magnitude"])
+def test_blocks_of_four_are_formed_among_the_kept_neurons(scorer: str) -> None:
+    """Removed neurons leave zero columns scattered through the second layer. Groups of 4 are consecutive columns
+    of the matrix the export keeps (the removed columns dropped), and the target counts the removed weights."""
+    torch.manual_seed(0)
+    model = _Encoder()
+    removed = [1, 6, 7, 10]
+    _remove_neurons(model, removed)
+    kept = [n for n in range(12) if n not in removed]
+    pruner = Pruner(_layers(model), scorer=scorer, group=4, scope="global", block_size=8, damp=1e-4)
+    target = 0.6
+    pruner.prune(target, _Samples(model, 16) if scorer == "obs" else None)
+
+    total = model.first.weight.numel() + model.second.weight.numel()
+    assert abs(pruner.sparsity() - target) <= 2 / total * 4
+    assert torch.all(model.first.weight[removed] == 0) and torch.all(model.second.weight[:, removed] == 0)
+    for compact in (model.first.weight[kept], model.second.weight[:, kept]):
+        groups = (compact != 0).reshape(-1, 4)
+        assert torch.all(groups.all(dim=-1) | ~groups.any(dim=-1)), "groups of the compacted matrix are whole"
+    assert (model.second.weight[:, kept] != 0).any(dim=0).all(), "no kept neuron lost all its outgoing weights"
+
+
+def test_live_columns_must_split_into_groups() -> None:
+    model = _Encoder()
+    _remove_neurons(model, [1, 6, 7])
+    with pytest.raises(ValueError, match="second: 9 live input columns are not a multiple of 4"):
+        Pruner(_layers(model), scorer="magnitude", group=4)
