@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Encoding, Tokenizer, normalizers
 
 from service.runtime.errors import BadInput
 
@@ -16,6 +18,7 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TextInput = str | tuple[str, str]
 SEQUENTIAL_TEXTS = 8  # up to this many texts are encoded one by one (measured: 27 us against 71 us for two)
 Truncation = Literal["truncate", "reject"]  # inputs over max_length: cut to it, or refused
+PLAIN_ASCII = re.compile(r"[\t\n\r\x20-\x7e]*")  # no control characters but the whitespace ones
 
 
 class Encoded(Protocol):
@@ -53,11 +56,43 @@ def _pad_id_from_vocab(tokenizer: Tokenizer) -> int:
     return 0
 
 
-def encode(tokenizer: Tokenizer, texts: Sequence[TextInput], max_length: int, offsets: bool = True) -> list[Encoding]:
+def ascii_twin(tokenizer: Tokenizer) -> Tokenizer | None:
+    """A copy of a BERT-style tokenizer for plain ASCII texts (see `is_plain_ascii`): its BertNormalizer gives way
+    to what that does to such text (lowercasing, or nothing), and every token, type id and offset stays the same.
+    The normalizer takes about 40% of tokenizing English text (measured on 16 paragraphs: 2.56 against 1.53 ms).
+    None for tokenizers that normalize otherwise, or split words other than on BERT's whitespace and punctuation."""
+    spec = json.loads(tokenizer.to_str())
+    normalizer, pre_tokenizer = spec.get("normalizer") or {}, spec.get("pre_tokenizer") or {}
+    if normalizer.get("type") != "BertNormalizer" or pre_tokenizer.get("type") != "BertPreTokenizer":
+        return None
+    # On such text, cleaning only turns tab, newline and carriage return into spaces, which the pre-tokenizer splits
+    # on either way; accents and Chinese characters do not occur.
+    twin = Tokenizer.from_str(tokenizer.to_str())
+    twin.normalizer = normalizers.Lowercase() if normalizer.get("lowercase", True) else None
+    return twin
+
+
+def is_plain_ascii(text: TextInput) -> bool:
+    """True for a text (or both texts of a pair) of printable ASCII characters, tabs and line breaks only."""
+    parts = (text,) if isinstance(text, str) else text
+    return all(part.isascii() and PLAIN_ASCII.fullmatch(part) is not None for part in parts)
+
+
+def tokenizer_for(texts: Sequence[TextInput], tokenizer: Tokenizer, ascii_tokenizer: Tokenizer | None) -> Tokenizer:
+    """`ascii_tokenizer` (the `ascii_twin` of `tokenizer`, if it has one) when every text is plain ASCII."""
+    if ascii_tokenizer is not None and all(is_plain_ascii(text) for text in texts):
+        return ascii_tokenizer
+    return tokenizer
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[TextInput], max_length: int, offsets: bool = True,
+           ascii_tokenizer: Tokenizer | None = None) -> list[Encoding]:
     """Tokenize texts and text pairs; an input longer than `max_length` (possible only under reject) is refused.
 
     Without `offsets` (tasks that never map tokens back to characters), many texts are tokenized without tracking
-    the character offsets, which takes less CPU; the tokens are the same."""
+    the character offsets, which takes less CPU; the tokens are the same. `ascii_tokenizer` (`ascii_twin` of
+    `tokenizer`) tokenizes the texts when all of them are plain ASCII."""
+    tokenizer = tokenizer_for(texts, tokenizer, ascii_tokenizer)
     if len(texts) <= SEQUENTIAL_TEXTS:  # encode_batch's hand-off to its thread pool costs more than a few texts
         encodings = [tokenizer.encode(text) if isinstance(text, str) else tokenizer.encode(*text) for text in texts]
     elif offsets:

@@ -24,7 +24,7 @@ from typing_extensions import TypedDict
 
 from service.runtime.errors import BadInput, ConfigError, ProtocolError
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import check_input_names, collate_encodings
+from service.runtime.tasks.encoding import ascii_twin, check_input_names, collate_encodings, tokenizer_for
 from service.runtime.tasks.signature import Parameters, Signature, TensorSpec, numbers, strings
 from service.runtime.tasks.spec import TaskSpec
 from service.runtime.tasks.text_classification import softmax
@@ -70,10 +70,12 @@ class QuestionWindows:
         self._paired = Tokenizer.from_str(tokenizer.to_str())
         self._paired.no_padding()
         self._paired.enable_truncation(max_length, stride=doc_stride, strategy="only_second")
+        self._plain_ascii, self._paired_ascii = ascii_twin(self._plain), ascii_twin(self._paired)
 
     def cut_questions(self, questions: Sequence[str]) -> list[str]:
         """Each question cut after its `max_query_length`-th token."""
-        encodings = self._plain.encode_batch(list(questions), add_special_tokens=False)
+        plain = tokenizer_for(questions, self._plain, self._plain_ascii)
+        encodings = plain.encode_batch(list(questions), add_special_tokens=False)
         limit = self.max_query_length
         return [
             question if len(encoding.offsets) <= limit else question[: encoding.offsets[limit - 1][1]]
@@ -84,7 +86,8 @@ class QuestionWindows:
         """The windows of each (question, context) pair, in context order."""
         questions = self.cut_questions([question for question, _ in pairs])
         contexts = [context for _, context in pairs]
-        encodings = self._paired.encode_batch(list(zip(questions, contexts, strict=True)))
+        paired = tokenizer_for(pairs, self._paired, self._paired_ascii)
+        encodings = paired.encode_batch(list(zip(questions, contexts, strict=True)))
         return [[encoding, *encoding.overflowing] for encoding in encodings]
 
 

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from service.runtime.errors import BadInput
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import Encoded, check_input_names, collate_encodings, encode
+from service.runtime.tasks.encoding import Encoded, ascii_twin, check_input_names, collate_encodings, encode
 from service.runtime.tasks.signature import Answers, Signature, TensorSpec, no_options
 from service.runtime.tasks.spec import TaskSpec
 from service.runtime.tasks.token_ids import Framing, TokenIds
@@ -72,6 +72,7 @@ class SentenceEmbedding:
         self, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str], max_length: int, normalize: bool
     ) -> None:
         self._tokenizer = tokenizer
+        self._ascii_tokenizer = ascii_twin(tokenizer)
         self._pad_id = pad_id
         self._input_names = check_input_names(input_names)
         self._max_length = max_length
@@ -91,7 +92,7 @@ class SentenceEmbedding:
             if not value.strip():
                 raise BadInput(f"inputs[{index}] is empty")
         return list(encode(self._tokenizer, [str(value) for value in inputs], self._max_length,
-                           offsets=False))
+                           offsets=False, ascii_tokenizer=self._ascii_tokenizer))
 
     def _framed(self, index: int, value: object) -> Encoded:
         if not isinstance(value, TokenIds):
