@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,8 +86,9 @@ def find_layers(model: nn.Module, patterns: Iterable[str] = (ENCODER_LINEARS,)) 
 class Pruner:
     """Holds masks and prunes them, globally or per layer, in groups of 1 or 4 weights.
 
-    Targets count every weight of the layers, removed structures included; the pruning itself happens among the
-    live structures' weights (see :class:`PrunableLayer`). Fisher inverses are float64 by default: with the
+    Targets count every weight of the layers, removed structures included (zeros still in a layer, or
+    ``removed_weights``: per layer name, the weights a compacted layer no longer holds); the pruning itself happens
+    among the live structures' weights (see :class:`PrunableLayer`). Fisher inverses are float64 by default: with the
     paper's damping (1e-7) the Woodbury updates lose most of their precision in float32 (measured against
     torch.linalg.inv on ill-conditioned gradients).
     """
@@ -102,6 +103,7 @@ class Pruner:
         damp: float = 1e-7,
         grads_per_update: int = 32,
         fisher_dtype: torch.dtype = torch.float64,
+        removed_weights: Mapping[str, int] | None = None,
     ) -> None:
         if scorer not in ("obs", "magnitude"):
             raise ValueError(f"unknown scorer {scorer!r}; use obs or magnitude")
@@ -117,6 +119,7 @@ class Pruner:
         self.damp = damp
         self.grads_per_update = grads_per_update
         self.fisher_dtype = fisher_dtype
+        self.removed_weights = {layer.name: (removed_weights or {}).get(layer.name, 0) for layer in layers}
         self.masks_from_weights()
         self._hooks = [layer.weight.register_hook(self._grad_masker(layer)) for layer in layers]
 
@@ -149,9 +152,10 @@ class Pruner:
                 raise ValueError(f"{layer.name}: {columns} live input columns are not a multiple of {self.group}")
 
     def sparsity(self) -> float:
-        """Fraction of masked weights over all layers."""
-        total = sum(layer.mask.numel() for layer in self.layers)
-        return sum(int((~layer.mask).sum()) for layer in self.layers) / total
+        """Fraction of masked (or removed) weights over all layers."""
+        removed = sum(self.removed_weights.values())
+        total = sum(layer.mask.numel() for layer in self.layers) + removed
+        return (sum(int((~layer.mask).sum()) for layer in self.layers) + removed) / total
 
     @torch.no_grad()
     def prune(self, sparsity: float, gradients: GradientSource | None = None) -> None:
@@ -229,7 +233,7 @@ class Pruner:
         return list(torch.split(keep, [s.numel() for s in saliencies]))
 
     def _groups_to_prune(self, layers: list[PrunableLayer], sparsity: float) -> int:
-        total = sum(layer.mask.numel() for layer in layers)
+        total = sum(layer.mask.numel() + self.removed_weights[layer.name] for layer in layers)
         live = sum(int(layer.live_entries.sum()) for layer in layers)
         count = round((sparsity * total - (total - live)) / self.group)
         return min(max(count, 0), live // self.group)

@@ -28,6 +28,7 @@ from compression.stages.teacher import (
 )
 from compression.stages.trainer import distillation_trainer
 from compression.structure import Removed, keep_layers, prune_structures
+from compression.structure_compaction import KeptStructures, compact, expand, kept_structures, supports_compaction
 from compression.tasks import task_for
 from compression.training import (
     DistillationTrainer,
@@ -52,9 +53,33 @@ class Trained:
     qat: QatModel | None = None  # the quantization-aware trained student, where the recipe asks for one
 
 
+@dataclass(frozen=True)
+class _Compaction:
+    """The structures a compacted student trains with, and the weights each of its Linear layers lost."""
+
+    kept: KeptStructures
+    removed_weights: dict[str, int]
+
+
+def _compact_structures(student: PreTrainedModel, output: Path, resumed: bool) -> _Compaction | None:
+    """Train only the kept heads and neurons (compression/structure_compaction.py); a resumed run compacts as its
+    first start did, and one begun without compaction (its checkpoints hold full-size layers) goes on without."""
+    if not supports_compaction(student):
+        return None
+    if resumed:
+        kept = KeptStructures.load(output)
+        if kept is None:
+            return None
+    else:
+        kept = kept_structures(student)
+        output.mkdir(parents=True, exist_ok=True)
+        kept.save(output)
+    return _Compaction(kept, compact(student, kept))
+
+
 def _trainer(
     plan: Plan, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None, distils: bool,
-    prepared: Prepared,
+    prepared: Prepared, removed_weights: dict[str, int],
 ) -> tuple[DistillationTrainer, PruningCallback]:
     """The pruning run's Trainer with the pruning callback attached (see `distillation_trainer`)."""
     recipe, seed = plan.recipe, plan.data.seed
@@ -63,7 +88,7 @@ def _trainer(
     pruner = Pruner(
         find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
-        block_size=pruning.obs.block_size, damp=pruning.obs.damp,
+        block_size=pruning.obs.block_size, damp=pruning.obs.damp, removed_weights=removed_weights,
     )
     trainer = distillation_trainer(plan, recipe.training, output_dir, student, teacher, distils, prepared)
 
@@ -117,12 +142,13 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
             raise ConfigError(f"recipe student.layers: {exc}") from exc
     prepared = prepare(plan.data, student_path, student)
     removed = _prune_structures(student, prepared, recipe.student, plan.data.seed)
+    output = Path(config.output_dir)
+    compaction = _compact_structures(student, output, resume is not None) if removed is not None else None
     teacher_path = config.teacher or recipe.distillation.teacher
     if teacher_path is None and task.needs_teacher:
         raise ConfigError(f"{task.name} has no labels and learns from a teacher: name one (--teacher, or the dense "
                           "--model itself, the default without --no-teacher)")
     teacher = load_teacher(task, teacher_path, prepared) if teacher_path else None
-    output = Path(config.output_dir)
     teacher_logits = None  # how the teacher's logits were put into the features, where they were
     if teacher is not None and precomputes_logits(task):
         teacher_logits = attach_teacher_logits(teacher, prepared, plan.data, recipe.training.precision, output)
@@ -130,11 +156,14 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         freeze_embeddings(student)
 
     live_teacher = teacher.model if teacher is not None and teacher_logits is None else None
-    trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared)
+    trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared,
+                                 compaction.removed_weights if compaction is not None else {})
     trainer.train(resume_from_checkpoint=resume)
     callback.pruner.remove_hooks()
     # Mixed precision wraps the model's forward in autocast; the export traces the plain fp32 forward.
     student = trainer.accelerator.unwrap_model(student, keep_fp32_wrapper=False)
+    if compaction is not None:
+        expand(student, compaction.kept)
     trainer.save_model(str(output / TRAINED))
     prepared.tokenizer.save_pretrained(str(output / TRAINED))
 

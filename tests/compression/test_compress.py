@@ -23,6 +23,7 @@ from compression.quantize import weight_sparsity
 from compression.recipe import Recipe, StudentRecipe, load_recipe
 from compression.stages.config import plan
 from compression.stages.record import BuildRecord
+from compression.structure_compaction import STRUCTURES_FILE
 from compression.training import final_evaluation, training_arguments
 from oberta.cli import main
 from service.runtime.card import load_card
@@ -100,10 +101,13 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.parametrize("student", [StudentRecipe(), StudentRecipe(layers=[1], heads=1, neurons=32)],
+                         ids=["whole-model", "compacted-structures"])
 def test_a_killed_run_resumes_to_the_same_result(
-    dense_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dense_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, student: StudentRecipe
 ) -> None:
-    compress(_config(tiny_recipe(), dense_dir, tmp_path / "whole"))
+    recipe = tiny_recipe().model_copy(update={"student": student})
+    compress(_config(recipe, dense_dir, tmp_path / "whole"))
     original = PruningCallback.on_step_end
 
     def kill_at_step_seven(self: PruningCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -114,10 +118,11 @@ def test_a_killed_run_resumes_to_the_same_result(
     with monkeypatch.context() as patch:
         patch.setattr(PruningCallback, "on_step_end", kill_at_step_seven)
         with pytest.raises(_Killed):
-            compress(_config(tiny_recipe(), dense_dir, tmp_path / "resumed"))
+            compress(_config(recipe, dense_dir, tmp_path / "resumed"))
     assert (tmp_path / "resumed" / "checkpoint-6").is_dir()
     assert not (tmp_path / "resumed" / "trained").exists()
-    compress(_config(tiny_recipe(), dense_dir, tmp_path / "resumed"))
+    compress(_config(recipe, dense_dir, tmp_path / "resumed"))
+    assert (tmp_path / "resumed" / STRUCTURES_FILE).is_file() == (student.heads is not None)  # trained compacted
     whole = load_file(str(tmp_path / "whole" / "trained" / "model.safetensors"))
     resumed = load_file(str(tmp_path / "resumed" / "trained" / "model.safetensors"))
     assert whole.keys() == resumed.keys()
