@@ -31,8 +31,11 @@ def cpu_seconds(server_pid: int | None) -> CpuSeconds:
     usage = resource.getrusage(resource.RUSAGE_THREAD)
     sample = {"load generator": usage.ru_utime + usage.ru_stime}
     if server_pid is not None:
-        process = _stat_seconds(Path(f"/proc/{server_pid}/stat"))
+        # The main thread first: what it runs between the two reads then counts toward the process, not against the
+        # other threads. Both are whole clock ticks, each scaled by the kernel on its own, so the other threads'
+        # share of a short window can still be off by a tick or two.
         main = _stat_seconds(Path(f"/proc/{server_pid}/task/{server_pid}/stat"))
+        process = _stat_seconds(Path(f"/proc/{server_pid}/stat"))
         if process is not None and main is not None:
             sample["server event loop"] = main
             sample["server other threads"] = process - main
