@@ -88,8 +88,13 @@ def _nonzero_rows(linears: list[nn.Linear]) -> list[int]:
 def kept_structures(model: nn.Module) -> KeptStructures:
     """What compression/structure.py kept, read off its zeros: a head's query, key and value rows (weights and
     biases) are zero where it was removed, as is a removed neuron's row of the first feed-forward layer."""
-    layers = list(encoder_layers(model))
+    layers: list[Any] = list(encoder_layers(model))
     heads = [_nonzero_rows([slot.linear for slot in _attention_slots(layer)[:3]]) for layer in layers]
+    for index, (layer, rows) in enumerate(zip(layers, heads, strict=True)):
+        head_size = layer.attention.self.attention_head_size
+        if len(rows) % head_size:
+            raise ValueError(f"encoder layer {index}: {len(rows)} nonzero query/key/value rows are not whole heads "
+                             f"of {head_size}")
     neurons = [_nonzero_rows([_feed_forward_slots(layer)[0].linear]) for layer in layers]
     return KeptStructures(heads, neurons)
 

@@ -62,6 +62,18 @@ def test_a_compacted_student_computes_what_its_zeros_did_and_expands_back(arch: 
     assert all(torch.equal(restored[key], original[key]) for key in original)
 
 
+def test_rows_that_are_not_whole_heads_are_refused() -> None:
+    model = _structured("bert")
+    row = kept_structures(model).head_rows[0][0]
+    with torch.no_grad():
+        for name in ("query", "key", "value"):
+            linear = model.get_submodule(f"bert.encoder.layer.0.attention.self.{name}")
+            linear.weight[row] = 0.0
+            linear.bias[row] = 0.0
+    with pytest.raises(ValueError, match="encoder layer 0: 15 nonzero query/key/value rows are not whole heads of 16"):
+        kept_structures(model)
+
+
 def test_training_steps_on_the_compact_student_leave_the_removed_structures_zero() -> None:
     model = _structured("bert")
     before = copy.deepcopy(model.state_dict())
