@@ -71,13 +71,15 @@ CALIBRATION_TEXTS = (
 @dataclass
 class Artifacts:
     """Model files of one shape, keyed by what they hold (``model-engine``, or ``dense-fp32``), the PyTorch dense
-    model, facts about how each file was made, and the peers that could not be built here, with the reason."""
+    model, facts about how each file was made, the peers that could not be built here (with the reason), and the
+    candidates: other sparse models measured beside ``sparse-int8``, by name."""
 
     shape: Shape
     torch_model: PreTrainedModel
     files: dict[str, Path]
     notes: dict[str, dict[str, object]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    candidates: tuple[str, ...] = ()
 
 
 def random_model(shape: Shape, seed: int = 0) -> PreTrainedModel:
@@ -106,16 +108,21 @@ def calibration_batches(count: int = 4, batch: int = 8, length: int = 64, seed: 
 
 
 def build_artifacts(
-    shape: Shape, sparsity: float, workdir: Path, sparse_files: dict[str, Path] | None = None
+    shape: Shape, sparsity: float, workdir: Path, sparse_files: dict[str, Path] | None = None,
+    candidates: dict[str, dict[str, Path]] | None = None,
 ) -> Artifacts:
     """Dense FP32, the dense INT8 peers, and sparse INT8 (both engines' graphs) of one shape.
 
-    ``sparse_files`` (engine -> ONNX path, e.g. a shipped model's) replaces the random sparse model.
+    ``sparse_files`` (engine -> ONNX path, e.g. a shipped model's) replaces the random sparse model; ``candidates``
+    (name -> engine -> ONNX path) adds other sparse models to measure beside it.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(DEFAULT_BASE_MODEL))
     model = random_model(shape)
-    artifacts = Artifacts(shape, model, {"dense-fp32": workdir / "dense-fp32.onnx"})
+    artifacts = Artifacts(shape, model, {"dense-fp32": workdir / "dense-fp32.onnx"},
+                          candidates=tuple(candidates or {}))
+    for name, files_of_candidate in (candidates or {}).items():
+        artifacts.files.update({f"{name}-{engine}": path for engine, path in files_of_candidate.items()})
     input_names = export_onnx(model, tokenizer, artifacts.files["dense-fp32"])
     add_dense_peers(artifacts, workdir, [sample_inputs(tokenizer, input_names, (text,)) for text in CALIBRATION_TEXTS])
     if sparse_files is not None:

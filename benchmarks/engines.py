@@ -110,12 +110,19 @@ def _runner(artifacts: Artifacts, model: str, engine: str, batch_size: int, leng
     return _engine_runner(loaded), {**loaded.info(), **notes}
 
 
+SPARSE_ENGINES = ("deepsparse", "onnxruntime")
+"""The engines a sparse INT8 model directory has a file for, one each."""
+
+
 def build_cases(
     artifacts: Artifacts, batch_sizes: list[int], length: int, threads: int | None
 ) -> tuple[list[Case], list[dict[str, Any]]]:
-    """Every (model, engine) pair of one shape at every batch size, and the pairs skipped here (with the reason)."""
+    """Every (model, engine) pair of one shape at every batch size, the candidates' after the others, and the pairs
+    skipped here (with the reason)."""
     cases, skipped = [], []
-    for model, engine in CASES:
+    candidate_pairs = [(name, engine) for name in artifacts.candidates for engine in SPARSE_ENGINES
+                       if file_key(name, engine) in artifacts.files]
+    for model, engine in (*CASES, *candidate_pairs):
         reason = artifacts.skipped.get(file_key(model, engine))
         if reason is not None:
             skipped.append({"shape": artifacts.shape.name, "model": model, "engine": engine, "reason": reason})
@@ -164,16 +171,19 @@ def summarize(case: Case) -> dict[str, Any]:
 def run_benchmark(
     shapes: list[str], sparse_model_files: dict[str, Path] | None, sparsity: float, batch_sizes: list[int],
     length: int, rounds: int, seconds_per_turn: float, threads: int | None, workdir: Path,
+    candidates: dict[str, dict[str, Path]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Build artifacts for each shape, measure all cases interleaved; returns one summary per case, and the cases
-    skipped here with the reason."""
+    skipped here with the reason. ``candidates`` (name -> engine -> file) are measured on the MiniLM shape only, as
+    the sparse model is."""
     if threads:
         torch.set_num_threads(threads)
     cases: list[Case] = []
     skipped: list[dict[str, Any]] = []
     for name in shapes:
-        shipped = sparse_model_files if name == "minilm" else None
-        artifacts = build_artifacts(SHAPES[name], sparsity, workdir / name, shipped)
+        minilm = name == "minilm"
+        artifacts = build_artifacts(SHAPES[name], sparsity, workdir / name, sparse_model_files if minilm else None,
+                                    candidates if minilm else None)
         built, missing = build_cases(artifacts, batch_sizes, length, threads)
         cases.extend(built)
         skipped.extend(missing)

@@ -33,6 +33,10 @@ BASELINE = ("dense-fp32", "onnxruntime")
 """The reference every case is compared with first: the dense FP32 model on ONNX Runtime."""
 PEER_MODEL = "dense-int8"
 """The model of the peers: the best of them at a batch size is the second reference."""
+SPARSE_MODEL = "sparse-int8"
+"""The model measured against the references: --model's files, or a random sparse model."""
+CARD_MODELS = (BASELINE[0], PEER_MODEL, SPARSE_MODEL)
+"""The models whose speed --record-in-card writes into --model's card (candidates have their own directories)."""
 
 
 def best_peers(results: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -155,11 +159,11 @@ def chart(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> No
 
 
 def record_speed(model_dir: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """Store the MiniLM-shape results (the shipped model, its dense references and peers) in the model's card: items/s
-    of every case and both of its ratios, keyed "MODEL ENGINE batch N"."""
+    """Store the MiniLM-shape results (the shipped model, its dense references and peers; no candidate) in the model's
+    card: items/s of every case and both of its ratios, keyed "MODEL ENGINE batch N"."""
     from service.runtime.card import load_card, save_card
 
-    rows = [r for r in results if r["shape"] == "minilm"]
+    rows = [r for r in results if r["shape"] == "minilm" and r["model"] in CARD_MODELS]
     card = load_card(model_dir)
 
     def per_case(field: str, digits: int) -> dict[str, float | None]:

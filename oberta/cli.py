@@ -369,14 +369,17 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
     from benchmarks.report import machine, record_speed, table, with_ratios, write_reports
     from service.runtime.card import load_card
 
-    sparse_files = None
-    if args.model:
-        card = load_card(args.model)
-        sparse_files = {str(engine): Path(args.model) / name for engine, name in card.files.items()}
+    def engine_files(directory: str) -> dict[str, Path]:
+        return {str(engine): Path(directory) / name for engine, name in load_card(directory).files.items()}
+
+    sparse_files = engine_files(args.model) if args.model else None
+    candidates = {name: engine_files(directory) for name, directory in args.candidates}
+    if len(candidates) < len(args.candidates):
+        raise SystemExit("oberta bench engines: two --candidates share a name; name them NAME=DIR")
     with tempfile.TemporaryDirectory(prefix="oberta-bench-") as workdir:
         measured, skipped = run_benchmark(
             args.shapes.split(","), sparse_files, args.sparsity, [int(b) for b in args.batch_sizes.split(",")],
-            args.sequence_length, args.rounds, args.seconds_per_turn, args.threads, Path(workdir),
+            args.sequence_length, args.rounds, args.seconds_per_turn, args.threads, Path(workdir), candidates,
         )
     results = with_ratios(measured)
     meta = {
@@ -386,6 +389,7 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
         "sequence_length": args.sequence_length,
         "rounds": args.rounds,
         "sparse_model": args.model,
+        "candidates": dict(args.candidates),
         "skipped": skipped,
     }
     print("\n".join(table(results, skipped)))
@@ -395,6 +399,24 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
         record_speed(Path(args.model), results, meta)
         print(f"recorded the sparse model's speed in {args.model}/model.yaml")
     return 0
+
+
+def _candidate(value: str) -> tuple[str, str]:
+    """A --candidates entry, NAME=DIR or DIR (named by the directory): a model directory with a card, whose name is
+    not one of the benchmark's own models."""
+    from pathlib import Path
+
+    from benchmarks.engines import CASES
+
+    name, separator, directory = value.rpartition("=")
+    if not separator:
+        name = Path(directory).resolve().name
+    if not (Path(directory) / "model.yaml").is_file():
+        raise argparse.ArgumentTypeError(f"{directory} is not a model directory (no model.yaml)")
+    if not name or name in {model for model, _ in CASES}:
+        raise argparse.ArgumentTypeError(f"{value}: name the candidate (NAME=DIR) with a name that is not one of "
+                                         f"the benchmark's own models ({', '.join(sorted({m for m, _ in CASES}))})")
+    return name, directory
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -413,6 +435,10 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     )
     engines.add_argument("--model", default="models/sentiment",
                          help="shipped sparse INT8 model directory for the MiniLM shape (default models/sentiment)")
+    engines.add_argument("--candidates", nargs="+", default=[], type=_candidate, metavar="[NAME=]DIR",
+                         help="other sparse INT8 model directories measured in the same run beside --model, on the "
+                         "MiniLM shape (each engine's file of the card), named NAME or by their directory; not "
+                         "recorded by --record-in-card")
     engines.add_argument("--shapes", default="minilm,bert-base", help="comma-separated shapes (minilm,bert-base)")
     engines.add_argument("--sparsity", type=float, default=0.9, help="sparsity of random sparse models (0.9)")
     engines.add_argument("--batch-sizes", default="1,16", help="comma-separated batch sizes (default 1,16)")

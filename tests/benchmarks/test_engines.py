@@ -1,5 +1,5 @@
-"""`oberta bench engines` smoke test: the shipped sparse model against its dense references and peers, tiny settings,
-sane reports with both ratios."""
+"""`oberta bench engines` smoke test: the shipped sparse model and a candidate against their dense references and
+peers, tiny settings, sane reports with both ratios; candidates that cannot be told apart are refused."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.peer_openvino import openvino_missing
+from oberta.cli import main
 from service.runtime.engines.deepsparse_engine import deepsparse_support
 
 REPO = Path(__file__).resolve().parents[2]
 SPARSE_MODEL = REPO / "models" / "sentiment"
+CANDIDATE = REPO / "models" / "ner"
 CASES = {
     ("dense-fp32", "pytorch"),
     ("dense-fp32", "onnxruntime"),
@@ -28,7 +30,9 @@ CASES = {
 }
 
 
-def test_bench_engines_writes_sane_reports_for_the_dense_peers_and_the_sparse_model(tmp_path: Path) -> None:
+def test_bench_engines_writes_sane_reports_for_the_dense_peers_the_sparse_model_and_a_candidate(
+    tmp_path: Path,
+) -> None:
     supported, reason = deepsparse_support()
     if not supported:
         pytest.skip(f"the benchmark measures DeepSparse, unusable here: {reason}")
@@ -36,7 +40,7 @@ def test_bench_engines_writes_sane_reports_for_the_dense_peers_and_the_sparse_mo
     command = [
         sys.executable, "-m", "oberta.cli", "bench", "engines", "--model", str(SPARSE_MODEL), "--shapes", "minilm",
         "--batch-sizes", "1", "--sequence-length", "16", "--rounds", "1", "--seconds-per-turn", "0.05",
-        "--threads", "1", "--output", str(tmp_path), "--stem", "smoke",
+        "--threads", "1", "--output", str(tmp_path), "--stem", "smoke", "--candidates", f"ner-candidate={CANDIDATE}",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "NM_DISABLE_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
@@ -46,7 +50,9 @@ def test_bench_engines_writes_sane_reports_for_the_dense_peers_and_the_sparse_mo
     results, meta = report["results"], report["meta"]
     missing = openvino_missing()
     measured = CASES - ({("dense-int8", "openvino")} if missing else set())
-    assert {(r["model"], r["engine"]) for r in results} == measured
+    candidate = {("ner-candidate", "deepsparse"), ("ner-candidate", "onnxruntime")}
+    assert {(r["model"], r["engine"]) for r in results} == measured | candidate
+    assert meta["candidates"] == {"ner-candidate": str(CANDIDATE)}
     assert meta["skipped"] == ([{"shape": "minilm", "model": "dense-int8", "engine": "openvino", "reason": missing}]
                                if missing else [])
     peers = [r for r in results if r["model"] == "dense-int8"]
@@ -58,8 +64,8 @@ def test_bench_engines_writes_sane_reports_for_the_dense_peers_and_the_sparse_mo
         assert r["best_dense_int8"] == f"dense-int8 {best['engine']}"
         assert math.isclose(r["vs_best_dense_int8"], r["items_per_second"] / best["items_per_second"])
         assert r["vs_dense_fp32_onnxruntime"] > 0
-    (deepsparse,) = [r for r in results if r["engine"] == "deepsparse"]
-    assert 0 < deepsparse["engine_info"]["fraction_of_supported_ops"] <= 1
+    for deepsparse in (r for r in results if r["engine"] == "deepsparse"):
+        assert 0 < deepsparse["engine_info"]["fraction_of_supported_ops"] <= 1
     (ort_optimized,) = [r for r in results if r["engine"] == "ort-optimized"]
     assert ort_optimized["engine_info"]["fused"]["SkipLayerNormalization"] == 12  # 6 layers, 2 each
     (ort_fused,) = [r for r in results if r["engine"] == "ort-fused"]
@@ -69,7 +75,22 @@ def test_bench_engines_writes_sane_reports_for_the_dense_peers_and_the_sparse_mo
 
     table = (tmp_path / "smoke.md").read_text()
     assert "| minilm | sparse-int8 | deepsparse | 1 |" in table and "| minilm | 1 | dense-int8 " in table
+    assert "| minilm | ner-candidate | onnxruntime | 1 |" in table
     assert (tmp_path / "smoke.png").read_bytes().startswith(b"\x89PNG")
     assert "| shape | model | engine | batch | items/s | vs dense FP32 ORT | vs best dense INT8 |" in result.stdout
     assert "| minilm | dense-int8 | ort-optimized | 1 |" in result.stdout
     assert (SPARSE_MODEL / "model.yaml").read_bytes() == card_before  # recorded only with --record-in-card
+
+
+@pytest.mark.parametrize(("candidates", "error"), [
+    ([f"sparse-int8={CANDIDATE}"], "not one of the benchmark's own models"),
+    ([str(REPO / "benchmarks")], "is not a model directory (no model.yaml)"),
+    ([str(CANDIDATE), f"ner={SPARSE_MODEL}"], "two --candidates share a name; name them NAME=DIR"),
+])
+def test_candidates_that_cannot_be_told_apart_or_are_no_model_are_refused_before_any_work(
+    candidates: list[str], error: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "engines", "--model", str(SPARSE_MODEL), "--candidates", *candidates])
+    assert stopped.value.code not in (0, None)
+    assert error in str(stopped.value.code) + capsys.readouterr().err
