@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compression.containment import ContainmentIndex, normalise
-from compression.data import load_texts
+from compression.data import format_suffix, load_texts
 from compression.tasks.question_answering import load_squad
 from compression.tasks.token_classification import load_conll
 from service.runtime.errors import ConfigError
@@ -50,8 +50,7 @@ def sentences(text: str) -> list[str]:
 def file_texts(path: str) -> tuple[list[str], list[str]]:
     """The texts of one file by its format: its short texts and the sentences of its long ones; and, whole, those of
     its texts that hold several sentences (SQuAD paragraphs, reviews), HTML breaks removed."""
-    suffixes = [suffix for suffix in Path(path).suffixes if suffix != ".gz"]
-    kind = suffixes[-1].lower() if suffixes else ""
+    kind = format_suffix(Path(path))
     if kind == ".txt":
         return [sentence.text for sentence in load_conll(path)], []
     if kind == ".json":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import lzma
 import random
 import sys
 from collections.abc import Iterator
@@ -32,16 +33,26 @@ class Example:
     text_pair: str | None = None
 
 
+COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}
+"""Compressed data files, read as they are: the file suffix and its opener."""
+
+
 def open_text(path: Path) -> IO[str]:
-    """A text file, gzipped or not, as UTF-8 (a byte-order mark is skipped)."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    """A text file, plain, gzipped (.gz) or xz-compressed (.xz), as UTF-8 (a byte-order mark is skipped)."""
+    opener = COMPRESSED.get(path.suffix)
+    if opener is not None:
+        return opener(path, "rt", encoding="utf-8-sig", newline="")  # type: ignore[operator, no-any-return]
     return path.open(encoding="utf-8-sig", newline="")
 
 
+def format_suffix(path: Path) -> str:
+    """The suffix that names a data file's format (``.tsv`` of ``train.tsv.gz``), lower case; empty without one."""
+    suffixes = [s for s in path.suffixes if s not in COMPRESSED]
+    return suffixes[-1].lower() if suffixes else ""
+
+
 def _file_format(path: Path) -> str:
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    fmt = suffixes[-1].lstrip(".").lower() if suffixes else ""
+    fmt = format_suffix(path).lstrip(".")
     if fmt not in ("tsv", "csv", "jsonl", "json"):
         raise ConfigError(f"{path}: unknown data format {fmt!r}; use a .tsv, .csv or .jsonl file")
     return "jsonl" if fmt == "json" else fmt

@@ -44,7 +44,7 @@ def _add_data_files(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--train-file", required=True,
                        help="training data: .tsv, .csv or .jsonl (text classification), SQuAD .json (question "
                        "answering), CoNLL .txt (token classification) or plain texts, .txt one a line (sentence "
-                       "embedding; see `oberta corpus`); optionally .gz")
+                       "embedding; see `oberta corpus`); optionally .gz or .xz")
     group.add_argument("--validation-file", help="validation data; default: carve --validation-fraction from train "
                        "(sentence embedding: scored sentence pairs, e.g. STS-B's train.tsv; required)")
     group.add_argument("--validation-split", choices=SPLITS,
@@ -328,7 +328,7 @@ def _corpus_parser(sub: argparse._SubParsersAction) -> None:
         "other texts of the same file (SST-2's phrases), deduplicate, keep texts of --min-words to --max-words "
         "words, sample up to --max-per-file of each file and write them shuffled, one a line.",
     )
-    parser.add_argument("files", nargs="+", help="data files (optionally .gz)")
+    parser.add_argument("files", nargs="+", help="data files (optionally .gz or .xz)")
     parser.add_argument("--output", required=True, help="text file to write")
     parser.add_argument("--max-per-file", type=int, help="most texts taken from one file (default: all)")
     parser.add_argument("--min-words", type=int, default=4, help="shortest text kept, in words (default 4)")

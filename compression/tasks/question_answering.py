@@ -61,7 +61,7 @@ class QAExample:
 
 
 def load_squad(path: str | Path) -> list[list[QAExample]]:
-    """The questions of a SQuAD v1.1 JSON file (optionally gzipped), grouped by article."""
+    """The questions of a SQuAD v1.1 JSON file (optionally .gz or .xz), grouped by article."""
     path = Path(path)
     if not path.is_file():
         raise MissingFile(f"data file not found: {path}")

@@ -57,7 +57,7 @@ class Sentence:
 
 
 def load_conll(path: str | Path) -> list[Sentence]:
-    """The sentences of a CoNLL file (optionally gzipped): token first, tag last on each line."""
+    """The sentences of a CoNLL file (optionally .gz or .xz): token first, tag last on each line."""
     path = Path(path)
     if not path.is_file():
         raise MissingFile(f"data file not found: {path}")

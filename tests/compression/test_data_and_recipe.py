@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import lzma
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from compression.data import label_names, load_examples, split_validation
+from compression.data import label_names, load_examples, load_texts, split_validation
 from compression.recipe import Recipe, load_recipe, shipped_recipes, with_overrides
 from compression.training_loop import FINETUNE_DEFAULTS, TrainingLoop, finetune_loop
 from service.runtime.errors import ConfigError, MissingFile
@@ -28,6 +31,18 @@ def test_tsv_pairs_and_jsonl() -> None:
     assert label_names(pairs) == ["entailment", "not_entailment"]
     jsonl = load_examples(FIXTURES / "sentiment.jsonl")
     assert {e.label for e in jsonl} == {"negative", "positive"}
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".gz", gzip.compress), (".xz", lzma.compress)])
+def test_compressed_files_read_as_their_format_names_them(
+    tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]
+) -> None:
+    packed = tmp_path / f"sentiment.tsv{suffix}"
+    packed.write_bytes(compress((FIXTURES / "sentiment.tsv").read_bytes()))
+    assert load_examples(packed) == load_examples(FIXTURES / "sentiment.tsv")
+    texts = tmp_path / f"texts.txt{suffix}"
+    texts.write_bytes(compress(b"a first text\n\nthe second one\n"))
+    assert load_texts(texts) == ["a first text", "the second one"]
 
 
 def test_csv_with_explicit_columns(tmp_path: Path) -> None:

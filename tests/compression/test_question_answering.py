@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import lzma
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,9 @@ def test_squad_files_load_grouped_by_article(tmp_path: Path) -> None:
     assert [len(article) for article in articles] == [2, 3, 2]
     first = articles[0][0]
     assert (first.id, first.question, first.answers) == ("q1", "Where did Louis live?", (("Versailles", 15),))
-    packed = tmp_path / "squad.json.gz"
-    packed.write_bytes(gzip.compress(SQUAD.read_bytes()))
-    assert load_squad(packed) == articles
+    for packed, compress in ((tmp_path / "squad.json.gz", gzip.compress), (tmp_path / "squad.json.xz", lzma.compress)):
+        packed.write_bytes(compress(SQUAD.read_bytes()))
+        assert load_squad(packed) == articles
     bad = tmp_path / "bad.json"
     bad.write_text('{"data": [{"paragraphs": [{"qas": [{"question": "q", "answers": []}]}]}]}')
     with pytest.raises(ValueError, match="not SQuAD JSON"):

@@ -44,3 +44,19 @@ def test_pack_and_unpack_restore_a_trained_run(tmp_path: Path) -> None:
         "metrics": {"student_fp32_accuracy": 0.5}
     }
     assert (tmp_path / "back" / "trained" / "config.json").is_file()
+
+
+def test_the_float16_base_keeps_a_sentence_encoders_pooling_files(tmp_path: Path) -> None:
+    source = tmp_path / "encoder"
+    tiny_classifier("bert").bert.save_pretrained(source)
+    (source / "1_Pooling").mkdir()
+    (source / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    (source / "modules.json").write_text(json.dumps([{"idx": 2, "type": "sentence_transformers.models.Normalize"}]))
+
+    transfer.make_base(str(source), tmp_path / "base")
+
+    for name in ("1_Pooling/config.json", "modules.json"):
+        assert (tmp_path / "base" / name).read_bytes() == (source / name).read_bytes()
+    weights = load_file(str(tmp_path / "base" / "model.safetensors"))
+    assert {tensor.dtype for tensor in weights.values() if tensor.is_floating_point()} == {torch.float16}
+    assert json.loads((tmp_path / "base" / "config.json").read_text())["torch_dtype"] == "float32"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The training stages of the shipped QA and sentiment models, on a lent GPU machine (tools/gpu/README.md).
+# The training stages of the QA, sentiment and sentence-embedding models on a lent GPU machine (tools/gpu/README.md).
 # Runs from the repository root with .gpu/ (made by tools/gpu/prepare.sh) beside the code; writes logs and
 # packed trained models to $OUT. Training stops BUDGET seconds after the start, and a run stopped that way
 # still sends back its newest checkpoint: give the command at least 90 s more than BUDGET to pack and return.
@@ -10,7 +10,8 @@ BUDGET=${BUDGET:-500}
 MAX_TRAIN=${MAX_TRAIN:-}            # smoke runs: first N training examples only
 QA_RECIPE=${QA_RECIPE:-obert-gpu-squad}
 SST_RECIPES=${SST_RECIPES:-obert-gpu-sst2}
-TASKS=${TASKS:-qa sst2}             # which chains run (in parallel on the one GPU)
+EMBED_RECIPE=${EMBED_RECIPE:-obert-gpu-embeddings}
+TASKS=${TASKS:-qa sst2}             # which chains run (in parallel on the one GPU): qa, sst2, embeddings
 BASE=.gpu/minilm-fp16
 DATA=${DATA:-.gpu/data}
 LIMIT=()
@@ -45,7 +46,7 @@ python3 -c 'import torch, transformers; print("torch", torch.__version__, "trans
   "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
 
 question_answering() {
-  local qa=(--task question-answering --train-file "$DATA/squad.json.gz" --doc-stride 128 --max-query-length 64)
+  local qa=(--task question-answering --train-file "$DATA/squad.json.xz" --doc-stride 128 --max-query-length 64)
   stamp "QA teacher"
   oberta finetune "${qa[@]}" "${LIMIT[@]}" --model "$BASE" --max-length 384 --epochs 2 --learning-rate 1e-4 \
     --batch-size 64 --eval-steps 100000 --save-steps 100000 --output runs/squad-teacher || return 1
@@ -58,7 +59,7 @@ question_answering() {
 }
 
 sentiment() {
-  local sst=(--train-file "$DATA/sst2.tsv.gz" --label-names negative,positive)
+  local sst=(--train-file "$DATA/sst2.tsv.xz" --label-names negative,positive)
   stamp "SST-2 teacher"
   oberta finetune "${sst[@]}" "${LIMIT[@]}" --model "$BASE" --epochs 1 --eval-steps 100000 --save-steps 100000 \
     --output runs/sst2-teacher || return 1
@@ -78,7 +79,18 @@ sentiment() {
   cat runs/sst2-*.log
 }
 
+# The dense base model is the teacher of its own compressed embeddings: no fine-tuning, no labels.
+sentence_embeddings() {
+  stamp "embedding student"
+  oberta compress --task sentence-embedding --recipe "$EMBED_RECIPE" --model "$BASE" "${LIMIT[@]}" \
+    --train-file "$DATA/corpus.txt.xz" --validation-file "$DATA/stsb.tsv.xz" --retrieval-file "$DATA/squad.json.xz" \
+    --stage train --output runs/embeddings --name embeddings
+  pack_run runs/embeddings embeddings
+  stamp "embeddings done"
+}
+
 [[ " $TASKS " == *" qa "* ]] && question_answering > "$OUT/qa.log" 2>&1 &
+[[ " $TASKS " == *" embeddings "* ]] && sentence_embeddings > "$OUT/embeddings.log" 2>&1 &
 [[ " $TASKS " == *" sst2 "* ]] && sentiment > "$OUT/sst2.log" 2>&1 &
 wait
 stamp "all done"

@@ -25,7 +25,8 @@ from safetensors.torch import load, load_file, save, save_file
 
 PART_BYTES = 15_000_000
 WEIGHTS = "model.safetensors"
-SHARED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+SHARED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "modules.json",
+                "1_Pooling/config.json")  # the last two: a sentence encoder's pooling and normalisation
 DROPPED = "dropped.json"
 
 
@@ -43,6 +44,7 @@ def make_base(name: str, output: Path) -> None:
     (output / "config.json").write_text(json.dumps(config, indent=2))
     for file in SHARED_FILES:
         if (source / file).is_file():
+            (output / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source / file, output / file)
 
 
