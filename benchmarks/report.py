@@ -185,6 +185,13 @@ def record_speed(model_dir: Path, results: list[dict[str, Any]], meta: dict[str,
     save_card(card, model_dir)
 
 
+def as_the_sparse_model(results: list[dict[str, Any]], candidate: str) -> list[dict[str, Any]]:
+    """The results as if ``candidate`` had been the measured sparse model: its rows named ``sparse-int8``, the sparse
+    model's own rows and the other candidates' left out (what record_speed writes into a candidate's card)."""
+    return [{**r, "model": SPARSE_MODEL} if r["model"] == candidate else r
+            for r in results if r["model"] == candidate or r["model"] in (BASELINE[0], PEER_MODEL)]
+
+
 Render = Callable[[list[dict[str, Any]], dict[str, Any]], str]
 Draw = Callable[[list[dict[str, Any]], dict[str, Any], Path], None]
 

@@ -366,7 +366,7 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmarks.engines import run_benchmark
-    from benchmarks.report import machine, record_speed, table, with_ratios, write_reports
+    from benchmarks.report import as_the_sparse_model, machine, record_speed, table, with_ratios, write_reports
     from service.runtime.card import load_card
 
     def engine_files(directory: str) -> dict[str, Path]:
@@ -395,25 +395,36 @@ def _run_bench_engines(args: argparse.Namespace) -> int:
     print("\n".join(table(results, skipped)))
     for path in write_reports(results, meta, Path(args.output), args.stem):
         print(f"wrote {path}")
-    if args.model and args.record_in_card:
-        record_speed(Path(args.model), results, meta)
-        print(f"recorded the sparse model's speed in {args.model}/model.yaml")
+    if args.record_in_card:
+        if args.model:
+            record_speed(Path(args.model), results, meta)
+            print(f"recorded the sparse model's speed in {args.model}/model.yaml")
+        for name, directory in args.candidates:
+            record_speed(Path(directory), as_the_sparse_model(results, name), meta)
+            print(f"recorded {name}'s speed in {directory}/model.yaml")
     return 0
 
 
-def _candidate(value: str) -> tuple[str, str]:
-    """A --candidates entry, NAME=DIR or DIR (named by the directory): a model directory with a card, whose name is
-    not one of the benchmark's own models."""
+def _named_model_directory(value: str) -> tuple[str, str]:
+    """NAME=DIR or DIR (named by the directory): a model directory with a card."""
     from pathlib import Path
-
-    from benchmarks.engines import CASES
 
     name, separator, directory = value.rpartition("=")
     if not separator:
         name = Path(directory).resolve().name
+    if not name:
+        raise argparse.ArgumentTypeError(f"{value}: the NAME before = is empty")
     if not (Path(directory) / "model.yaml").is_file():
         raise argparse.ArgumentTypeError(f"{directory} is not a model directory (no model.yaml)")
-    if not name or name in {model for model, _ in CASES}:
+    return name, directory
+
+
+def _candidate(value: str) -> tuple[str, str]:
+    """A --candidates entry (NAME=DIR or DIR) whose name is not one of the benchmark's own models."""
+    from benchmarks.engines import CASES
+
+    name, directory = _named_model_directory(value)
+    if name in {model for model, _ in CASES}:
         raise argparse.ArgumentTypeError(f"{value}: name the candidate (NAME=DIR) with a name that is not one of "
                                          f"the benchmark's own models ({', '.join(sorted({m for m, _ in CASES}))})")
     return name, directory
@@ -437,8 +448,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                          help="shipped sparse INT8 model directory for the MiniLM shape (default models/sentiment)")
     engines.add_argument("--candidates", nargs="+", default=[], type=_candidate, metavar="[NAME=]DIR",
                          help="other sparse INT8 model directories measured in the same run beside --model, on the "
-                         "MiniLM shape (each engine's file of the card), named NAME or by their directory; not "
-                         "recorded by --record-in-card")
+                         "MiniLM shape (each engine's file of the card), named NAME or by their directory")
     engines.add_argument("--shapes", default="minilm,bert-base", help="comma-separated shapes (minilm,bert-base)")
     engines.add_argument("--sparsity", type=float, default=0.9, help="sparsity of random sparse models (0.9)")
     engines.add_argument("--batch-sizes", default="1,16", help="comma-separated batch sizes (default 1,16)")
@@ -449,7 +459,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     engines.add_argument("--output", default="benchmarks/results", help="results directory")
     engines.add_argument("--stem", default="engines", help="file name stem of the results (default engines)")
     engines.add_argument("--record-in-card", action="store_true",
-                         help="write the measured speed of the --model into its model.yaml")
+                         help="write the measured speed of the --model and of each candidate, with the dense "
+                         "references and peers of this run, into its model.yaml (for `oberta bench chart`)")
     engines.set_defaults(handler=_run_bench_engines)
     _bench_http_parser(kinds)
     _bench_chart_parser(kinds)
@@ -462,7 +473,9 @@ def _run_bench_chart(args: argparse.Namespace) -> int:
     from benchmarks.accuracy_speed import draw
     from service.runtime.card import load_card
 
-    cards = {Path(directory).name: load_card(directory) for directory in args.models}
+    cards = {name: load_card(directory) for name, directory in args.models}
+    if len(cards) < len(args.models):
+        raise SystemExit("oberta bench chart: two --models share a name; name them NAME=DIR")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     path = output / f"{args.stem}.png"
@@ -487,7 +500,8 @@ def _bench_chart_parser(kinds: argparse._SubParsersAction) -> None:
         "ONNX Runtime and the dense INT8 peers, drawn at the dense teacher's score). Speeds come from `oberta bench "
         "engines --model DIR --record-in-card`.",
     )
-    chart.add_argument("--models", nargs="+", required=True, help="model directories (their model.yaml cards)")
+    chart.add_argument("--models", nargs="+", required=True, type=_named_model_directory, metavar="[NAME=]DIR",
+                       help="model directories (their model.yaml cards), each drawn as NAME or by its directory")
     chart.add_argument("--output", default="benchmarks/results", help="results directory")
     chart.add_argument("--stem", default="accuracy-speed", help="file name stem of the chart (default "
                        "accuracy-speed)")

@@ -36,13 +36,15 @@ def test_bench_chart_draws_the_cards_and_names_those_without_speed(tmp_path: Pat
     card = load_card(MODELS / "ner")
     card.metrics.pop("speed")
     save_card(card, unmeasured)
-    code = main(["bench", "chart", "--models", str(MODELS / "sentiment"), str(unmeasured), "--output",
+    code = main(["bench", "chart", "--models", str(MODELS / "sentiment"), f"candidate={unmeasured}", "--output",
                  str(tmp_path / "out")])
     printed = capsys.readouterr().out
     assert code == 0
     assert (tmp_path / "out" / "accuracy-speed.png").read_bytes().startswith(b"\x89PNG")
     assert "sentiment" in printed and "(teacher's score)" in printed
-    assert "unmeasured: no INT8 scores with a recorded speed" in printed
+    assert "candidate: no INT8 scores with a recorded speed" in printed
+    with pytest.raises(SystemExit, match="two --models share a name"):
+        main(["bench", "chart", "--models", str(MODELS / "ner"), f"ner={MODELS / 'qa'}"])
 
 
 def test_scores_of_different_validations_get_panels_of_their_own() -> None:

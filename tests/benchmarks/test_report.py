@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.report import best_peers, chart, markdown, record_speed, with_ratios
+from benchmarks.report import as_the_sparse_model, best_peers, chart, markdown, record_speed, with_ratios
 from service.runtime.card import load_card
 
 ITEMS_PER_SECOND = {  # (shape, model, engine, batch) -> items/s
@@ -95,6 +95,20 @@ def test_the_card_records_every_minilm_case_with_both_ratios(bert_dir: Path, tmp
     assert len(speed["items_per_second"]) == 8  # the MiniLM shape's cases only
     assert speed["skipped"] == {}  # the skipped peer is of the bert-base shape
     assert speed["machine"] == "a CPU, 2 cores"
+
+
+def test_a_candidates_card_records_its_own_speed_against_the_same_references(bert_dir: Path, tmp_path: Path) -> None:
+    candidate = tmp_path / "candidate"
+    shutil.copytree(bert_dir, candidate)
+    rows = _results() + [{**row, "model": "small", "items_per_second": 2 * row["items_per_second"]}
+                         for row in _results() if row["model"] == "sparse-int8" and row["shape"] == "minilm"]
+    record_speed(candidate, as_the_sparse_model(with_ratios(rows), "small"), {**META, "machine": {"cpu": "a CPU",
+                                                                                                "cores": 2}})
+    speed = load_card(candidate).metrics["speed"]
+    assert speed["items_per_second"]["sparse-int8 deepsparse batch 16"] == 600.0  # the candidate's, not --model's
+    assert speed["vs_best_dense_int8"]["sparse-int8 deepsparse batch 16"] == 5.0  # 600 / ort-optimized's 120
+    assert speed["items_per_second"]["dense-int8 openvino batch 1"] == 125.0
+    assert len(speed["items_per_second"]) == 8
 
 
 @pytest.mark.parametrize("info", [{"fraction_of_supported_ops": 0.5}, {"fused": {"Attention": 0}},
