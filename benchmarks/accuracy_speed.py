@@ -69,7 +69,8 @@ def panel(card: ModelCard) -> tuple[str, str]:
 
 
 def draw(cards: dict[str, ModelCard], path: Path, command: str) -> list[Point]:
-    """One panel per task and validation method; returns the points drawn."""
+    """One panel per task and validation method, a dense reference that several cards hold from one run drawn once
+    (named by the first); returns the points drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,10 +80,15 @@ def draw(cards: dict[str, ModelCard], path: Path, command: str) -> list[Point]:
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
     drawn: list[Point] = []
     for axis, (task, method) in zip(axes[0], panels, strict=True):
+        references: set[tuple[str, float, float]] = set()  # cards measured in one run share their references
         for name, card in cards.items():
             if panel(card) != (task, method):
                 continue
             for index, point in enumerate(card_points(name, card)):
+                reference = (point.case, point.items_per_second, point.score)
+                if not point.measured and reference in references:
+                    continue
+                references.add(reference)
                 drawn.append(point)
                 marker = "o" if "deepsparse" in point.case else "s" if "onnxruntime" in point.case else "^"
                 face = None if point.measured else "none"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.accuracy_speed import card_points, panel
+from benchmarks.accuracy_speed import card_points, draw, panel
 from oberta.cli import main
 from service.runtime.card import load_card, save_card
 
@@ -54,3 +54,12 @@ def test_scores_of_different_validations_get_panels_of_their_own() -> None:
     assert panel(random_split) == ("text-classification", "random")
     unrecorded = card.model_copy(update={"build": {k: v for k, v in card.build.items() if k != "validation"}})
     assert panel(unrecorded) == ("text-classification", "not recorded")
+
+
+def test_references_that_two_cards_hold_from_one_run_are_drawn_once(tmp_path: Path) -> None:
+    card = load_card(MODELS / "ner")
+    drawn = draw({"ner": card, "twin": card}, tmp_path / "chart.png", "oberta bench chart")
+    references = [point for point in drawn if not point.measured]
+    assert len(references) == len(card_points("ner", card)) - 2  # once each, named by the first card
+    assert {point.model for point in references} == {"ner"}
+    assert sorted(point.model for point in drawn if point.measured) == ["ner", "ner", "twin", "twin"]
