@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 
 from compression.base_models import DEFAULT_BASE_MODEL, loading_from, resolve_base_model
 from compression.export import model_input_names
+from compression.run_clock import TRAINING_STAGE, CheckpointClock, RunClock
 from compression.tasks import DataConfig, task_for
 from compression.training import (
     DistillationTrainer,
@@ -69,6 +70,9 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         compute_metrics=evaluation.trainer_metrics,
     )
     resume = last_checkpoint(config.output_dir)
+    clock = RunClock(config.output_dir)
+    clock.start(TRAINING_STAGE, resumed=resume is not None)
+    trainer.add_callback(CheckpointClock(clock, TRAINING_STAGE))
     trainer.train(resume_from_checkpoint=resume)
     metrics = final_evaluation(trainer, resume) or trainer.evaluate()
     final_dir = Path(config.output_dir) / "final"
@@ -85,6 +89,8 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         "validation": data.record.model_dump(mode="json", exclude_none=True),
         "validation_metrics": {k.removeprefix("eval_"): v for k, v in metrics.items()},
         "validation_curve": validation_curve(trainer),
+        "training_device": str(trainer.args.device),
+        "wall_clock": clock.record(),
         "settings": {"model": config.model, "output_dir": config.output_dir, "threads": config.threads,
                      **loop.model_dump(mode="json")},
     }

@@ -8,7 +8,6 @@ so far) and ``qat-trained/`` (the model, its tokenizer and ``activation_ranges.j
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from transformers import PreTrainedModel, TrainerCallback, TrainerControl, Train
 
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.qat import ACTIVATION_RANGES, FakeQuantization, load_activation_ranges
+from compression.run_clock import QAT_STAGE, CheckpointClock, RunClock
 from compression.stages.config import Plan
 from compression.stages.prepare import Prepared, prefixed, score
 from compression.stages.record import TRAINED
@@ -67,12 +67,10 @@ class HoldMasksSaveRanges(TrainerCallback):
 
 
 def train_quantization_aware(
-    plan: Plan, output: Path, prepared: Prepared, teacher: PreTrainedModel | None, distils: bool,
-    earlier_seconds: int = 0,
+    plan: Plan, output: Path, prepared: Prepared, teacher: PreTrainedModel | None, distils: bool, clock: RunClock,
 ) -> QatResult:
-    """Load ``trained/``, train it quantization-aware for the recipe's ``quantization.qat`` and save it;
-    ``earlier_seconds``, the wall clock an earlier invocation recorded, adds to this one's where it resumes."""
-    started = time.time()
+    """Load ``trained/``, train it quantization-aware for the recipe's ``quantization.qat`` and save it; its kept
+    work's time goes to the run's clock (stage ``qat``)."""
     recipe = plan.recipe
     settings = recipe.quantization.qat
     student = prepared.task.load_model(str(output / TRAINED))
@@ -93,6 +91,8 @@ def train_quantization_aware(
         quantization.restore(Path(resume))
     quantization.attach()
     log.info("quantization-aware training of %d layers for %s epochs", len(layers), settings.epochs)
+    clock.start(QAT_STAGE, resumed=resume is not None)
+    trainer.add_callback(CheckpointClock(clock, QAT_STAGE))
     trainer.train(resume_from_checkpoint=resume)
     pruner.remove_hooks()
     simulated = final_evaluation(trainer, resume) or score(prepared, student)
@@ -105,7 +105,7 @@ def train_quantization_aware(
     metrics = {**prefixed("student_qat_simulated_int8", simulated), **prefixed("student_qat_fp32",
                                                                                  score(prepared, student))}
     record = {**settings.model_dump(mode="json"), "layers": len(layers),
-              "training_wall_clock_seconds": round(time.time() - started) + (earlier_seconds if resume else 0)}
+              "training_wall_clock_seconds": round(clock.seconds[QAT_STAGE])}
     return QatResult(QatModel(student, quantization.observed_ranges()), metrics, record)
 
 

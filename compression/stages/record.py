@@ -38,7 +38,8 @@ class BuildRecord(BaseModel):
     student_layers: list[int] | None = None  # the starting model's layers the student kept (None: all)
     removed_heads: list[list[int]] | None = None  # per layer, the heads structured pruning removed
     training_device: str
-    training_wall_clock_seconds: int  # summed over the invocations that trained in the run directory (reruns resume)
+    training_wall_clock_seconds: int  # the training's kept work, summed over the sittings (compression/run_clock.py)
+    wall_clock: dict[str, Any] | None = None  # seconds of kept work and sittings per stage (teacher logits, training)
     export_command: str | None = None  # set when the export ran as a stage of its own
     export_overrides: dict[str, Any] | None = None
     onnx_parity_max_abs_diff: float | None = None

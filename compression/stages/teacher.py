@@ -30,6 +30,7 @@ from compression.base_models import loading_from, resolve_base_model
 from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.finetune import TRAINING_INFO
+from compression.run_clock import LOGITS_STAGE, RunClock
 from compression.stages.prepare import Prepared, score
 from compression.stages.record import TRAINED, TRAINING_RESULT, TrainingResult
 from compression.tasks import CompressionTask, DataConfig
@@ -43,7 +44,7 @@ LOGITS_PARTS = "teacher_logits.parts"  # chunks of an unfinished computation
 LOGITS_BATCH = 128
 LOGITS_CHUNK = 4096  # features between progress lines
 TEACHER_TRAINING_KEYS = ("base_model", "settings", "train_examples", "validation", "validation_metrics",
-                         "validation_curve")
+                         "validation_curve", "training_device", "wall_clock")
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def _compute_logits(
 ) -> list[np.ndarray]:
     """The teacher's logits of every training feature (see `_logit_rows`): on the student's features where it
     tokenizes as the student does, else on its own tokenization of the texts. Each chunk of features is kept in
-    ``parts`` as it is done, so an interrupted computation (an hour for SQuAD on 2 cores) resumes where it stopped."""
+    ``parts`` as it is done, so an interrupted computation (an hour for SQuAD on 2 cores) resumes where it stopped;
+    the time of each kept chunk goes to the run's clock."""
     if teacher.own_tokenizer:
         features = prepared.task.features(teacher.tokenizer, prepared.data.train, prepared.data, data_config,
                                           teacher.input_names)
@@ -145,18 +147,22 @@ def _compute_logits(
     log.info("teacher logits for %d training features (%s, %s)...", len(features), teacher.path, precision)
     order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))  # longest first: a safe ETA
     logits: list[np.ndarray] = [np.empty(0)] * len(features)
+    clock = RunClock(parts.parent)
+    clock.start(LOGITS_STAGE, resumed=any(parts.glob("*.npz")))
     started, computed = time.time(), 0
     for first in range(0, len(order), LOGITS_CHUNK):
         indices = order[first : first + LOGITS_CHUNK]
         part = parts / f"{first:09d}.npz"
         rows = _read_cache(part, fingerprint)
         if rows is None:
+            chunk_started = time.monotonic()
             chunk = [features[i] for i in indices]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 outputs = torch_rows(teacher.model, chunk, input_names, prepared.task.output_names, pad_id,
                                      LOGITS_BATCH)
             rows = [row.astype(np.float32) for row in _logit_rows(outputs, chunk, prepared.task.per_token)]
             _write_cache(part, fingerprint, rows)
+            clock.add(LOGITS_STAGE, time.monotonic() - chunk_started)
             computed += len(indices)
         for index, row in zip(indices, rows, strict=True):
             logits[index] = row

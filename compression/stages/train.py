@@ -4,7 +4,6 @@ training result."""
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from compression.base_models import resolve_base_model
 from compression.pruning.callback import GradientSampler, PruningCallback
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.recipe import StudentRecipe
+from compression.run_clock import TRAINING_STAGE, CheckpointClock, RunClock
 from compression.stages.config import CompressConfig, Plan
 from compression.stages.prepare import Prepared, prefixed, prepare, score
 from compression.stages.qat import QatModel, train_quantization_aware
@@ -38,7 +38,7 @@ from compression.training import (
     validation_curve,
     with_teacher_logits,
 )
-from service.runtime.errors import ConfigError, MissingFile
+from service.runtime.errors import ConfigError
 
 STRUCTURE_BATCH = 16
 
@@ -117,20 +117,9 @@ def _prune_structures(student: PreTrainedModel, prepared: Prepared, shape: Stude
     return prune_structures(student, batches, shape.heads, shape.neurons)
 
 
-def _earlier_result(output: Path) -> TrainingResult | None:
-    """The result an earlier invocation left in a run directory this one resumes (its wall clock adds to this
-    one's), or None where it left none."""
-    try:
-        return TrainingResult.load(output)
-    except (MissingFile, ConfigError):
-        return None
-
-
 def train(config: CompressConfig, plan: Plan) -> Trained:
     """Prune with distillation, save ``trained/`` and ``training_result.json`` in the output directory."""
-    started = time.time()
     resume = last_checkpoint(config.output_dir)
-    earlier = _earlier_result(Path(config.output_dir)) if resume else None
     recipe = plan.recipe
     student_path = resolve_base_model(config.model)
     task = task_for(plan.data.task)
@@ -158,6 +147,9 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     live_teacher = teacher.model if teacher is not None and teacher_logits is None else None
     trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared,
                                  compaction.removed_weights if compaction is not None else {})
+    clock = RunClock(output)
+    clock.start(TRAINING_STAGE, resumed=resume is not None)
+    trainer.add_callback(CheckpointClock(clock, TRAINING_STAGE))
     trainer.train(resume_from_checkpoint=resume)
     callback.pruner.remove_hooks()
     # Mixed precision wraps the model's forward in autocast; the export traces the plain fp32 forward.
@@ -190,16 +182,15 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
         student_layers=recipe.student.layers,
         removed_heads=removed.heads if removed is not None else None,
         training_device=str(student.device),
-        training_wall_clock_seconds=round(time.time() - started) + (
-            earlier.build.training_wall_clock_seconds if earlier is not None else 0),
+        training_wall_clock_seconds=round(clock.seconds[TRAINING_STAGE]),
+        wall_clock=clock.record(),
     )
     result = TrainingResult(metrics=metrics, build=record)
     result.save(output)
     if recipe.quantization.method != "qat":
         return Trained(student, prepared, result)
-    earlier_qat = earlier.build.qat if earlier is not None and earlier.build.qat is not None else {}
-    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None,
-                                   earlier_qat.get("training_wall_clock_seconds", 0))
-    result = TrainingResult(metrics={**metrics, **qat.metrics}, build=record.model_copy(update={"qat": qat.record}))
+    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None, clock)
+    result = TrainingResult(metrics={**metrics, **qat.metrics},
+                            build=record.model_copy(update={"qat": qat.record, "wall_clock": clock.record()}))
     result.save(output)
     return Trained(student, prepared, result, qat.model)

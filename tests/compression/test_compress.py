@@ -21,6 +21,7 @@ from compression.finetune import DataConfig
 from compression.pruning.callback import PruningCallback
 from compression.quantize import weight_sparsity
 from compression.recipe import Recipe, StudentRecipe, load_recipe
+from compression.run_clock import RunClock
 from compression.stages.config import plan
 from compression.stages.record import BuildRecord
 from compression.structure_compaction import STRUCTURES_FILE
@@ -121,7 +122,11 @@ def test_a_killed_run_resumes_to_the_same_result(
             compress(_config(recipe, dense_dir, tmp_path / "resumed"))
     assert (tmp_path / "resumed" / "checkpoint-6").is_dir()
     assert not (tmp_path / "resumed" / "trained").exists()
-    compress(_config(recipe, dense_dir, tmp_path / "resumed"))
+    killed_sitting = RunClock(tmp_path / "resumed").seconds["training"]  # counted up to checkpoint-6
+    card = compress(_config(recipe, dense_dir, tmp_path / "resumed"))
+    assert card is not None and card.build["wall_clock"]["sittings"]["training"] == 2
+    assert card.build["training_wall_clock_seconds"] == round(RunClock(tmp_path / "resumed").seconds["training"])
+    assert RunClock(tmp_path / "resumed").seconds["training"] > killed_sitting > 0
     assert (tmp_path / "resumed" / STRUCTURES_FILE).is_file() == (student.heads is not None)  # trained compacted
     whole = load_file(str(tmp_path / "whole" / "trained" / "model.safetensors"))
     resumed = load_file(str(tmp_path / "resumed" / "trained" / "model.safetensors"))

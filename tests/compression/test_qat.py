@@ -25,6 +25,7 @@ from compression.qat import FakeQuantization, fake_quantize_weight, load_activat
 from compression.quantize import BatchReader, integer_matmuls, onnx_scope, quantize_for_engine, range_overrides
 from compression.quantizer_logs import quiet_quantizer
 from compression.recipe import QuantizationRecipe, Recipe
+from compression.run_clock import CLOCK_FILE
 from compression.stages.qat import QAT_CHECKPOINTS, QAT_TRAINED, HoldMasksSaveRanges
 from service.runtime.errors import ConfigError
 from tests.compression.test_compress import _config, tiny_recipe
@@ -205,13 +206,16 @@ def test_compress_with_qat_ships_its_files_and_compares_them_with_static(dense_d
     saved = json.loads((run / "training_result.json").read_text())
     assert {**saved["build"]["qat"], "shipped": shipped} == card.build["qat"]  # the export adds what it shipped
 
-    # A rerun resumes both stages with no steps left: the time of the earlier invocation stays in the card.
-    saved["build"]["training_wall_clock_seconds"], saved["build"]["qat"]["training_wall_clock_seconds"] = 5000, 700
-    (run / "training_result.json").write_text(json.dumps(saved))
+    # A rerun resumes both stages with no steps left: the time of the earlier sittings stays in the card.
+    clock = json.loads((run / CLOCK_FILE).read_text())
+    assert clock["sittings"] == {"teacher_logits": 1, "training": 1, "qat": 1}
+    clock["seconds"].update(training=5000.0, qat=700.0)
+    (run / CLOCK_FILE).write_text(json.dumps(clock))
     rerun = compress(_config(qat_recipe(), dense_dir, run))
     assert rerun is not None and rerun.metrics == card.metrics
     assert 5000 <= rerun.build["training_wall_clock_seconds"] < 5000 + 120
     assert 700 <= rerun.build["qat"]["training_wall_clock_seconds"] < 700 + 60
+    assert rerun.build["wall_clock"]["sittings"] == {"teacher_logits": 1, "training": 2, "qat": 2}  # logits kept
 
 
 def test_each_engine_ships_the_better_file_static_being_the_fallback(tmp_path: Path) -> None:

@@ -95,6 +95,10 @@ def test_question_answering_finetune_export_and_compress(qa_base: Path, tmp_path
     )
     assert card.sparsity == pytest.approx(0.8, abs=0.01)
     assert card.build["teacher_training"]["validation_curve"] == info["validation_curve"]  # how the teacher learned
+    assert card.build["teacher_training"]["training_device"] == "cpu"  # where and how long each stage ran
+    assert card.build["teacher_training"]["wall_clock"]["sittings"] == {"training": 1}
+    assert card.build["wall_clock"]["sittings"] == {"teacher_logits": 1, "training": 1}
+    assert card.build["training_wall_clock_seconds"] == card.build["wall_clock"]["seconds"]["training"]
     assert card.build["teacher_logits"] == "precomputed"  # one row per token, computed before training
     for prefix in ("student_fp32", "teacher", "int8_onnxruntime_graph", "int8_deepsparse_graph", "fp32_onnx"):
         assert 0.0 <= card.metrics[f"{prefix}_exact_match"] <= card.metrics[f"{prefix}_f1"] <= 1.0

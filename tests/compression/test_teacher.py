@@ -13,6 +13,7 @@ from transformers import MPNetForSequenceClassification
 
 from compression.compress import CompressConfig, compress
 from compression.recipe import Recipe
+from compression.run_clock import RunClock
 from compression.stages import teacher as teacher_stage
 from compression.stages.prepare import prepare
 from compression.stages.teacher import attach_teacher_logits, load_teacher, teacher_score
@@ -286,6 +287,7 @@ def test_an_interrupted_computation_resumes_from_its_finished_chunks(
     attach_teacher_logits(teacher, prepared, data, "fp32", run)
     assert len(calls) == chunks - 2  # the two finished chunks are read back
     assert not (run / teacher_stage.LOGITS_PARTS).exists() and (run / teacher_stage.LOGITS_CACHE).is_file()
+    assert RunClock(run).sittings == {"teacher_logits": 2} and RunClock(run).seconds["teacher_logits"] > 0
     resumed = [feature[TEACHER_LOGITS] for feature in prepared.train]
     monkeypatch.setattr(teacher_stage, "torch_rows", real)
     attach_teacher_logits(teacher, prepared, data, "fp32", tmp_path / "uninterrupted")

@@ -1,0 +1,83 @@
+"""How long a run directory's work took, summed over the sittings that did it.
+
+A multi-hour CPU run is stopped and later resumed from its newest checkpoint (or, for the teacher's logits, its newest
+kept chunk); what a sitting computed after that point is computed again by the next one. So each stage adds time only
+when its work is kept: training at every checkpoint and at its end, the teacher's logits at every kept chunk. The
+totals live in the run directory (``wall_clock.json``: seconds per stage, and how many sittings worked on each), so
+the card of a model built over several sittings tells the time its work took, and where it ran.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+CLOCK_FILE = "wall_clock.json"
+TRAINING_STAGE = "training"
+"""Fine-tuning (`oberta finetune`) or pruning with distillation (`oberta compress`)."""
+LOGITS_STAGE = "teacher_logits"
+"""The teacher's logits of every training feature, computed once before the student trains."""
+QAT_STAGE = "qat"
+"""Quantization-aware training after pruning."""
+
+
+class RunClock:
+    """Seconds of kept work and sittings per stage of one run directory, saved at every change."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / CLOCK_FILE
+        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.seconds: dict[str, float] = dict(saved.get("seconds", {}))
+        self.sittings: dict[str, int] = dict(saved.get("sittings", {}))
+
+    def start(self, stage: str, resumed: bool) -> None:
+        """A sitting begins work on ``stage``: a fresh start (nothing kept to resume from) forgets its earlier time."""
+        if not resumed:
+            self.seconds[stage], self.sittings[stage] = 0.0, 0
+        self.sittings[stage] = self.sittings.get(stage, 0) + 1
+        self._save()
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Count ``seconds`` of kept work for ``stage``."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        self._save()
+
+    def record(self) -> dict[str, Any]:
+        """For the card: whole seconds and sittings per stage."""
+        return {"seconds": {stage: round(value) for stage, value in self.seconds.items()},
+                "sittings": dict(self.sittings)}
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps({"seconds": self.seconds, "sittings": self.sittings}, indent=2))
+        partial.replace(self.path)
+
+
+class CheckpointClock(TrainerCallback):
+    """Adds a training stage's time to the run's clock at every checkpoint and at the end of training: the time
+    after the last checkpoint of a killed sitting is not counted, as its steps are trained again."""
+
+    def __init__(self, clock: RunClock, stage: str) -> None:
+        self.clock, self.stage = clock, stage
+        self._mark = time.monotonic()
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        self._mark = time.monotonic()
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self._tick()
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.clock.add(self.stage, now - self._mark)
+        self._mark = now
