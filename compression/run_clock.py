@@ -10,6 +10,7 @@ the card of a model built over several sittings tells the time its work took, an
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ QAT_STAGE = "qat"
 
 
 class RunClock:
-    """Seconds of kept work and sittings per stage of one run directory, saved at every change."""
+    """Seconds of kept work and sittings per stage of one run directory, saved at every change (by the first process
+    only, where `accelerate launch` or torchrun start several)."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / CLOCK_FILE
+        self.writes = int(os.environ.get("RANK", "0")) == 0
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.seconds: dict[str, float] = dict(saved.get("seconds", {}))
         self.sittings: dict[str, int] = dict(saved.get("sittings", {}))
@@ -52,6 +55,8 @@ class RunClock:
                 "sittings": dict(self.sittings)}
 
     def _save(self) -> None:
+        if not self.writes:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
         partial.write_text(json.dumps({"seconds": self.seconds, "sittings": self.sittings}, indent=2))

@@ -46,3 +46,15 @@ def test_the_time_after_the_last_checkpoint_of_a_killed_sitting_is_not_counted(
     now[0] = 540.0
     resumed.on_train_end(unused, unused, unused)
     assert RunClock(tmp_path).seconds["training"] == 70.0
+
+
+def test_only_the_first_of_several_processes_writes_the_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    other = RunClock(tmp_path)
+    other.start("training", resumed=False)
+    other.add("training", 5.0)
+    assert not (tmp_path / run_clock.CLOCK_FILE).exists() and other.seconds["training"] == 5.0
+    monkeypatch.setenv("RANK", "0")
+    first = RunClock(tmp_path)
+    first.start("training", resumed=False)
+    assert (tmp_path / run_clock.CLOCK_FILE).is_file()
