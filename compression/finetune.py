@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 from compression.base_models import DEFAULT_BASE_MODEL, loading_from, resolve_base_model
 from compression.export import model_input_names
-from compression.run_clock import TRAINING_STAGE, CheckpointClock, RunClock
+from compression.run_clock import TRAINING_STAGE, RunClock, time_training
 from compression.tasks import DataConfig, task_for
 from compression.training import (
     DistillationTrainer,
@@ -71,8 +71,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     )
     resume = last_checkpoint(config.output_dir)
     clock = RunClock(config.output_dir)
-    clock.start(TRAINING_STAGE, resumed=resume is not None)
-    trainer.add_callback(CheckpointClock(clock, TRAINING_STAGE))
+    time_training(trainer, clock, TRAINING_STAGE, resumed=resume is not None)
     trainer.train(resume_from_checkpoint=resume)
     metrics = final_evaluation(trainer, resume) or trainer.evaluate()
     final_dir = Path(config.output_dir) / "final"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 CLOCK_FILE = "wall_clock.json"
 TRAINING_STAGE = "training"
@@ -61,6 +61,12 @@ class RunClock:
         partial = self.path.with_name(self.path.name + ".partial")
         partial.write_text(json.dumps({"seconds": self.seconds, "sittings": self.sittings}, indent=2))
         partial.replace(self.path)
+
+
+def time_training(trainer: Trainer, clock: RunClock, stage: str, resumed: bool) -> None:
+    """Count a sitting of ``stage`` and let ``trainer`` add its kept work's time to ``clock``."""
+    clock.start(stage, resumed)
+    trainer.add_callback(CheckpointClock(clock, stage))
 
 
 class CheckpointClock(TrainerCallback):

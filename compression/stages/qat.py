@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, TrainerCallback, TrainerControl, Train
 
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.qat import ACTIVATION_RANGES, FakeQuantization, load_activation_ranges
-from compression.run_clock import QAT_STAGE, CheckpointClock, RunClock
+from compression.run_clock import QAT_STAGE, RunClock, time_training
 from compression.stages.config import Plan
 from compression.stages.prepare import Prepared, prefixed, score
 from compression.stages.record import TRAINED
@@ -91,8 +91,7 @@ def train_quantization_aware(
         quantization.restore(Path(resume))
     quantization.attach()
     log.info("quantization-aware training of %d layers for %s epochs", len(layers), settings.epochs)
-    clock.start(QAT_STAGE, resumed=resume is not None)
-    trainer.add_callback(CheckpointClock(clock, QAT_STAGE))
+    time_training(trainer, clock, QAT_STAGE, resumed=resume is not None)
     trainer.train(resume_from_checkpoint=resume)
     pruner.remove_hooks()
     simulated = final_evaluation(trainer, resume) or score(prepared, student)

@@ -14,7 +14,7 @@ from compression.base_models import resolve_base_model
 from compression.pruning.callback import GradientSampler, PruningCallback
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.recipe import StudentRecipe
-from compression.run_clock import TRAINING_STAGE, CheckpointClock, RunClock
+from compression.run_clock import TRAINING_STAGE, RunClock, time_training
 from compression.stages.config import CompressConfig, Plan
 from compression.stages.prepare import Prepared, prefixed, prepare, score
 from compression.stages.qat import QatModel, train_quantization_aware
@@ -148,8 +148,7 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared,
                                  compaction.removed_weights if compaction is not None else {})
     clock = RunClock(output)
-    clock.start(TRAINING_STAGE, resumed=resume is not None)
-    trainer.add_callback(CheckpointClock(clock, TRAINING_STAGE))
+    time_training(trainer, clock, TRAINING_STAGE, resumed=resume is not None)
     trainer.train(resume_from_checkpoint=resume)
     callback.pruner.remove_hooks()
     # Mixed precision wraps the model's forward in autocast; the export traces the plain fp32 forward.
