@@ -34,13 +34,14 @@ NORMALIZE_MODULE = "sentence_transformers.models.Normalize"
 
 @dataclass
 class SentenceEmbeddingOutput(ModelOutput):
-    """The pooled vector before and after normalisation, and the token states it pools (``loss`` stays None: the
-    teacher gives the targets)."""
+    """The pooled vector before and after normalisation, the token states it pools and, when asked for, every
+    layer's states (``loss`` stays None: the teacher gives the targets)."""
 
     loss: torch.Tensor | None = None
     sentence_embedding: torch.Tensor | None = None
     pooled_embedding: torch.Tensor | None = None
     token_embeddings: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
@@ -54,17 +55,21 @@ def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -
 
 
 def _forward(self: Any, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-             token_type_ids: torch.Tensor | None = None, **_: Any) -> SentenceEmbeddingOutput:
-    """The encoder's forward, then pooling and (when configured) L2 normalisation."""
+             token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
+             **_: Any) -> SentenceEmbeddingOutput:
+    """The encoder's forward, then pooling and (when configured) L2 normalisation; ``output_hidden_states`` adds the
+    embeddings' and every layer's outputs (for distillation; the exported graph leaves them out)."""
     if attention_mask is None:
         raise ValueError("a sentence-embedding model needs the attention mask to pool")
     encoder_inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
     if token_type_ids is not None:
         encoder_inputs["token_type_ids"] = token_type_ids
-    states = super(type(self), self).forward(**encoder_inputs).last_hidden_state
+    encoded = super(type(self), self).forward(**encoder_inputs, output_hidden_states=output_hidden_states)
+    states = encoded.last_hidden_state
     pooled = pool(states, attention_mask, self.config.sentence_pooling)
     embedding = F.normalize(pooled, p=2.0, dim=-1) if self.config.sentence_normalize else pooled
-    return SentenceEmbeddingOutput(sentence_embedding=embedding, pooled_embedding=pooled, token_embeddings=states)
+    return SentenceEmbeddingOutput(sentence_embedding=embedding, pooled_embedding=pooled, token_embeddings=states,
+                                   hidden_states=encoded.hidden_states if output_hidden_states else None)
 
 
 @cache

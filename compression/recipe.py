@@ -105,6 +105,11 @@ class DistillationRecipe(_Strict):
     token_states_weight: float = Field(
         0.0, ge=0, description="sentence embedding: weight of 1 - cosine similarity of each token's final state"
     )
+    layer_states_weight: float = Field(
+        0.0, ge=0, description="sentence embedding: weight of 1 - cosine similarity of each token's state after every "
+        "student layer against the teacher layer it started from (student.layers), averaged over the layers; the "
+        "teacher must have the student's width"
+    )
 
 
 OnnxRuntimeForm = Literal["static", "fused-dynamic"]

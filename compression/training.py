@@ -4,6 +4,7 @@ with optional distillation."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,26 +84,69 @@ def distillation_loss(
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature**2
 
 
+@dataclass(frozen=True)
+class EmbeddingTargets:
+    """What a sentence-embedding student learns of its teacher's outputs besides the vectors.
+
+    ``teacher_layers`` names the teacher layer each student layer started from (a student with dropped layers); None
+    means the same index. Layer states need ``output_hidden_states`` from both models (`needs_hidden_states`).
+    """
+
+    loss: EmbeddingLoss = "cosine"
+    token_states_weight: float = 0.0
+    layer_states_weight: float = 0.0
+    teacher_layers: tuple[int, ...] | None = None
+
+    @property
+    def needs_hidden_states(self) -> bool:
+        """Whether the loss reads every layer's token states."""
+        return self.layer_states_weight > 0
+
+
+def token_cosine_loss(student: torch.Tensor, teacher: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of each kept token's state [batch, sequence, hidden], averaged."""
+    return (1.0 - F.cosine_similarity(student[kept], teacher[kept], dim=-1)).mean()
+
+
+def layer_states_loss(
+    student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], kept: torch.Tensor,
+    teacher_layers: tuple[int, ...] | None,
+) -> torch.Tensor:
+    """`token_cosine_loss` of every student layer's output against the output of the teacher layer it started from,
+    averaged over the layers (the tuples are ``hidden_states``: the embeddings' output, then each layer's)."""
+    layers = teacher_layers if teacher_layers is not None else tuple(range(len(student) - 1))
+    if len(layers) != len(student) - 1 or max(layers) >= len(teacher) - 1:
+        raise ValueError(f"{len(student) - 1} student layers cannot learn from teacher layers {list(layers)} "
+                         f"of {len(teacher) - 1}")
+    losses = [token_cosine_loss(student[position + 1], teacher[layer + 1], kept)
+              for position, layer in enumerate(layers)]
+    return torch.stack(losses).mean()
+
+
 def embedding_distillation_loss(
-    student: Any, teacher: Any, attention_mask: torch.Tensor, kind: EmbeddingLoss, token_states_weight: float
+    student: Any, teacher: Any, attention_mask: torch.Tensor, targets: EmbeddingTargets
 ) -> torch.Tensor:
     """Sentence vectors: 1 - cosine similarity of the served (pooled, maybe normalised) vectors, or the mean squared
-    error of the pooled vectors before normalisation; plus, weighted, 1 - cosine similarity of every token's state
-    (padding left out), which gives the student a target per token rather than one per text."""
-    if kind == "mse":
+    error of the pooled vectors before normalisation; plus, weighted, 1 - cosine similarity of every token's final
+    state (padding left out), which gives the student a target per token rather than one per text, and of every
+    layer's token states against its teacher layer's (the final layer's among them), a target per layer."""
+    if targets.loss == "mse":
         loss = F.mse_loss(student.pooled_embedding, teacher.pooled_embedding)
     else:
         loss = (1.0 - F.cosine_similarity(student.sentence_embedding, teacher.sentence_embedding, dim=-1)).mean()
-    if token_states_weight:
-        kept = attention_mask.bool()
-        tokens = F.cosine_similarity(student.token_embeddings[kept], teacher.token_embeddings[kept], dim=-1)
-        loss = loss + token_states_weight * (1.0 - tokens).mean()
+    kept = attention_mask.bool()
+    if targets.token_states_weight:
+        loss = loss + targets.token_states_weight * token_cosine_loss(
+            student.token_embeddings, teacher.token_embeddings, kept)
+    if targets.layer_states_weight:
+        loss = loss + targets.layer_states_weight * layer_states_loss(
+            student.hidden_states, teacher.hidden_states, kept, targets.teacher_layers)
     return loss
 
 
 def output_distillation_loss(
     student: Any, teacher: Any, inputs: dict[str, torch.Tensor], temperature: float,
-    embedding_loss: EmbeddingLoss = "cosine", token_states_weight: float = 0.0,
+    embedding: EmbeddingTargets = EmbeddingTargets(),
 ) -> torch.Tensor:
     """Distillation between the student's and the teacher's outputs (ModelOutput objects) for any head.
 
@@ -112,8 +156,7 @@ def output_distillation_loss(
     `embedding_distillation_loss`.
     """
     if isinstance(student, SentenceEmbeddingOutput):
-        return embedding_distillation_loss(student, teacher, inputs["attention_mask"], embedding_loss,
-                                           token_states_weight)
+        return embedding_distillation_loss(student, teacher, inputs["attention_mask"], embedding)
     if isinstance(student, QuestionAnsweringModelOutput):
         padding = inputs["attention_mask"].eq(0)
         start, end = (
@@ -202,19 +245,22 @@ class DistillationTrainer(Trainer):
         teacher: PreTrainedModel | None = None,
         hardness: float = 1.0,
         temperature: float = 2.0,
-        embedding_loss: EmbeddingLoss = "cosine",
-        token_states_weight: float = 0.0,
+        embedding: EmbeddingTargets = EmbeddingTargets(),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.teacher = teacher
         self.hardness = hardness
         self.temperature = temperature
-        self.embedding_loss: EmbeddingLoss = embedding_loss
-        self.token_states_weight = token_states_weight
+        self.embedding = embedding
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
+
+    @property
+    def _forward_options(self) -> dict[str, bool]:
+        """Extra forward arguments of both models: every layer's states where the loss reads them."""
+        return {"output_hidden_states": True} if self.embedding.needs_hidden_states else {}
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -249,7 +295,7 @@ class DistillationTrainer(Trainer):
         if self.teacher.device != device:
             self.teacher.to(device)  # type: ignore[arg-type]  # transformers types Module.to too narrowly
         with torch.no_grad():
-            return self.teacher(**inputs)
+            return self.teacher(**inputs, **self._forward_options)
 
     def compute_loss(  # type: ignore[override]
         self,
@@ -259,13 +305,12 @@ class DistillationTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:
         precomputed = inputs.pop(TEACHER_LOGITS, None)
-        outputs = model(**inputs)
+        outputs = model(**inputs, **self._forward_options)
         loss = outputs.loss
         teacher_outputs = (self._teacher_outputs(inputs, precomputed, outputs) if model.training or loss is None
                            else None)
         if teacher_outputs is not None:
-            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding_loss,
-                                          self.token_states_weight)
+            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding)
             loss = kd if loss is None else self.hardness * kd + (1.0 - self.hardness) * loss
         if loss is None:
             raise ValueError(f"{type(model).__name__} has no loss of its own: it learns from a teacher")

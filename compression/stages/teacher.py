@@ -167,7 +167,10 @@ def _compute_logits(
         for index, row in zip(indices, rows, strict=True):
             logits[index] = row
         done, elapsed = first + len(indices), time.time() - started
-        left = elapsed / computed * (len(features) - done) if computed else 0.0
+        if not computed:  # nothing computed yet in this sitting: no rate to tell the time left from
+            log.info("teacher logits: %d of %d features read back from %s", done, len(features), parts)
+            continue
+        left = elapsed / computed * (len(features) - done)
         log.info("teacher logits: %d of %d features (%d read back), %.0f s, about %.0f s left", done, len(features),
                  done - computed, elapsed, left)
     return logits

@@ -6,8 +6,10 @@ from transformers import PreTrainedModel
 
 from compression.stages.config import Plan
 from compression.stages.prepare import Prepared
-from compression.training import DistillationTrainer, training_arguments, with_teacher_logits
+from compression.training import DistillationTrainer, EmbeddingTargets, training_arguments, with_teacher_logits
 from compression.training_loop import TrainingLoop
+from service.runtime.errors import ConfigError
+from service.runtime.tasks.sentence_embedding import SPEC as EMBEDDING_SPEC
 
 
 def distillation_trainer(
@@ -24,6 +26,32 @@ def distillation_trainer(
         data_collator=with_teacher_logits(prepared.task.collator(prepared.tokenizer)),
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=distillation.hardness if distils else 0.0,
-        temperature=distillation.temperature, embedding_loss=distillation.embedding_loss,
-        token_states_weight=distillation.token_states_weight,
+        temperature=distillation.temperature, embedding=embedding_targets(plan, student, teacher),
     )
+
+
+def embedding_targets(plan: Plan, student: PreTrainedModel, teacher: PreTrainedModel | None) -> EmbeddingTargets:
+    """The recipe's sentence-embedding targets. Token and layer states are for sentence embedding only, and need a
+    teacher as wide as the student; layer states also need the teacher layers the student kept."""
+    distillation, layers = plan.recipe.distillation, plan.recipe.student.layers
+    targets = EmbeddingTargets(
+        loss=distillation.embedding_loss, token_states_weight=distillation.token_states_weight,
+        layer_states_weight=distillation.layer_states_weight,
+        teacher_layers=tuple(layers) if layers is not None else None,
+    )
+    if not (targets.token_states_weight or targets.layer_states_weight):
+        return targets
+    if plan.data.task != EMBEDDING_SPEC.name:
+        raise ConfigError("distillation.token_states_weight and layer_states_weight are for the sentence-embedding "
+                          f"task, not {plan.data.task}")
+    if teacher is None:
+        return targets
+    width = (teacher.config.hidden_size, student.config.hidden_size)
+    if width[0] != width[1]:
+        raise ConfigError(f"distillation of token states needs a teacher as wide as the student ({width[1]}); "
+                          f"this one is {width[0]} wide")
+    wanted = max(layers) + 1 if layers is not None else student.config.num_hidden_layers
+    if targets.needs_hidden_states and teacher.config.num_hidden_layers < wanted:
+        raise ConfigError(f"distillation.layer_states_weight needs a teacher with at least {wanted} layers; this one "
+                          f"has {teacher.config.num_hidden_layers}")
+    return targets

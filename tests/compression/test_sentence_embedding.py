@@ -8,16 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertModel
+from transformers import BertConfig, BertModel
 
 from compression.compress import CompressConfig, compress
 from compression.corpus import outermost, sentences
 from compression.data import load_texts
 from compression.embedding_model import SentenceEmbeddingOutput, load_embedding_model, model_settings, pool
 from compression.recipe import Recipe
+from compression.stages.config import Plan
+from compression.stages.trainer import embedding_targets
+from compression.structure import keep_layers
 from compression.tasks import DataConfig, task_for
 from compression.tasks.sentence_embedding import Query, ScoredPair, embedding_metrics, retrieval, without_overlaps
-from compression.training import embedding_distillation_loss
+from compression.training import EmbeddingTargets, embedding_distillation_loss, layer_states_loss
 from oberta.cli import main
 from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from service.runtime.errors import ConfigError
@@ -158,6 +161,7 @@ def test_compress_distils_prunes_quantizes_and_serves(arch: str, tmp_path: Path)
         "pruning": {"initial_sparsity": 0.5, "final_sparsity": 0.8, "end_epoch": 1.0, "update_interval_epochs": 0.5,
                     "obs": {"block_size": 8, "num_grads": 4, "grad_batch_size": 4}},
         "quantization": {"calibration_samples": 8},
+        "distillation": {"token_states_weight": 1.0, "layer_states_weight": 1.0},
     })
     data = DataConfig(train_file=str(corpus), task="sentence-embedding", validation_file=STSB, retrieval_file=SQUAD,
                       validation_fraction=0.34, max_length=32)
@@ -191,6 +195,58 @@ def test_embedding_distillation_loss_counts_vectors_and_unpadded_token_states() 
     turned = torch.tensor([[[1.0, 0.0], [0.0, -1.0], [-5.0, 5.0]]])  # the second token opposite, the third padding
     student = SentenceEmbeddingOutput(sentence_embedding=vectors, pooled_embedding=vectors, token_embeddings=turned)
     mask = torch.tensor([[1, 1, 0]])
-    assert embedding_distillation_loss(student, teacher, mask, "cosine", 0.0).item() == pytest.approx(0.0)
-    assert embedding_distillation_loss(student, teacher, mask, "cosine", 0.5).item() == pytest.approx(0.5 * 1.0)
-    assert embedding_distillation_loss(student, teacher, mask, "mse", 1.0).item() == pytest.approx(1.0)
+    assert embedding_distillation_loss(student, teacher, mask, EmbeddingTargets()).item() == pytest.approx(0.0)
+    half = EmbeddingTargets(token_states_weight=0.5)
+    assert embedding_distillation_loss(student, teacher, mask, half).item() == pytest.approx(0.5 * 1.0)
+    mse = EmbeddingTargets(loss="mse", token_states_weight=1.0)
+    assert embedding_distillation_loss(student, teacher, mask, mse).item() == pytest.approx(1.0)
+
+
+def test_layer_states_are_averaged_over_layers_with_padding_left_out() -> None:
+    vectors = torch.tensor([[1.0, 0.0]])
+    same, opposite, padding = [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]
+    embeddings = torch.tensor([[same, same]])
+    teacher_states = (embeddings, torch.tensor([[same, same]]), torch.tensor([[same, same]]))
+    # student layer 0 agrees with teacher layer 0; student layer 1 opposes teacher layer 1 on the kept token
+    student_states = (embeddings, torch.tensor([[same, padding]]), torch.tensor([[opposite, same]]))
+    teacher = SentenceEmbeddingOutput(sentence_embedding=vectors, pooled_embedding=vectors,
+                                      hidden_states=teacher_states)
+    student = SentenceEmbeddingOutput(sentence_embedding=vectors, pooled_embedding=vectors,
+                                      hidden_states=student_states)
+    targets = EmbeddingTargets(layer_states_weight=0.5)
+    # (0 + 2) / 2 layers, weighted 0.5
+    assert embedding_distillation_loss(student, teacher, torch.tensor([[1, 0]]), targets).item() == pytest.approx(0.5)
+
+
+def test_each_student_layer_learns_from_the_teacher_layer_it_came_from(encoder_base: Path) -> None:
+    teacher = load_embedding_model(str(encoder_base)).eval()
+    student = load_embedding_model(str(encoder_base)).eval()
+    keep_layers(student, [0])
+    encoded = tiny_subword_tokenizer()(["a gorgeous witty movie", "the plot"], padding=True, return_tensors="pt")
+    inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    with torch.no_grad():
+        student_states = student(**inputs, output_hidden_states=True).hidden_states
+        teacher_states = teacher(**inputs, output_hidden_states=True).hidden_states
+        assert student(**inputs).hidden_states is None  # the served forward leaves them out
+    kept = inputs["attention_mask"].bool()
+    assert layer_states_loss(student_states, teacher_states, kept, (0,)).item() < 1e-6
+    # a random tiny layer changes its input little, but measurably
+    assert layer_states_loss(student_states, teacher_states, kept, (1,)).item() > 5e-5
+    with pytest.raises(ValueError, match="teacher layers"):
+        layer_states_loss(student_states, teacher_states, kept, (2,))
+
+
+def test_token_and_layer_targets_need_an_embedding_task_and_a_fitting_teacher(encoder_base: Path) -> None:
+    model = load_embedding_model(str(encoder_base))
+    recipe = Recipe.model_validate({"student": {"layers": [0, 1]}, "distillation": {"layer_states_weight": 1.0}})
+    embedding = DataConfig(train_file="texts.txt", task="sentence-embedding")
+    assert embedding_targets(Plan(recipe, embedding, {}), model, model).teacher_layers == (0, 1)
+    with pytest.raises(ConfigError, match="sentence-embedding task"):
+        embedding_targets(Plan(recipe, DataConfig(train_file="train.tsv"), {}), model, model)
+    beyond = recipe.model_copy(update={"student": recipe.student.model_copy(update={"layers": [0, 2]})})
+    with pytest.raises(ConfigError, match="at least 3 layers"):
+        embedding_targets(Plan(beyond, embedding, {}), model, model)
+    wide = BertModel(BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64))
+    with pytest.raises(ConfigError, match="as wide as the student"):
+        embedding_targets(Plan(recipe, embedding, {}), model, wide)
