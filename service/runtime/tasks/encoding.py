@@ -86,26 +86,63 @@ def tokenizer_for(texts: Sequence[TextInput], tokenizer: Tokenizer, ascii_tokeni
     return tokenizer
 
 
-def encode(tokenizer: Tokenizer, texts: Sequence[TextInput], max_length: int, offsets: bool = True,
-           ascii_tokenizer: Tokenizer | None = None) -> list[Encoding]:
-    """Tokenize texts and text pairs; an input longer than `max_length` (possible only under reject) is refused.
+def words_kept(tokenizer: Tokenizer) -> int | None:
+    """How many whitespace-separated words of a single text can reach the tokens a tokenizer keeps, for one that
+    truncates on the right and splits on whitespace before anything else (BERT's pre-tokenizer): each word is at
+    least one token, so the words after the first `max_length` are cut off by truncation anyway. None otherwise."""
+    truncation = tokenizer.truncation
+    if not truncation or truncation.get("direction", "right") != "right" or truncation.get("stride", 0):
+        return None  # no truncation, or the tail is kept (left truncation, overflowing windows)
+    pre_tokenizer = json.loads(tokenizer.to_str()).get("pre_tokenizer") or {}
+    return int(truncation["max_length"]) if pre_tokenizer.get("type") == "BertPreTokenizer" else None
 
-    Without `offsets` (tasks that never map tokens back to characters), many texts are tokenized without tracking
-    the character offsets, which takes less CPU; the tokens are the same. `ascii_tokenizer` (`ascii_twin` of
-    `tokenizer`) tokenizes the texts when all of them are plain ASCII."""
-    tokenizer = tokenizer_for(texts, tokenizer, ascii_tokenizer)
+
+def head(text: TextInput, words: int | None) -> TextInput:
+    """A single text cut before its word number `words` + 1 (at the start of that word, so the kept part and its
+    character offsets are unchanged); pairs, short texts, and texts of fewer words are returned whole."""
+    if words is None or not isinstance(text, str) or len(text) <= 2 * words:  # fewer chars: at most `words` words
+        return text
+    rest = text.split(None, words)
+    return text[: len(text) - len(rest[words])] if len(rest) > words else text
+
+
+def _encode_all(tokenizer: Tokenizer, texts: Sequence[TextInput], offsets: bool) -> list[Encoding]:
     if len(texts) <= SEQUENTIAL_TEXTS:  # encode_batch's hand-off to its thread pool costs more than a few texts
-        encodings = [tokenizer.encode(text) if isinstance(text, str) else tokenizer.encode(*text) for text in texts]
-    elif offsets:
-        encodings = tokenizer.encode_batch(list(texts))
-    else:
-        encodings = tokenizer.encode_batch_fast(list(texts))
-    for index, encoding in enumerate(encodings):
-        if len(encoding.ids) > max_length:
-            raise BadInput(
-                f"inputs[{index}] is {len(encoding.ids)} tokens long, more than the model's maximum of {max_length}"
-            )
-    return encodings
+        return [tokenizer.encode(text) if isinstance(text, str) else tokenizer.encode(*text) for text in texts]
+    if offsets:
+        return tokenizer.encode_batch(list(texts))
+    return tokenizer.encode_batch_fast(list(texts))
+
+
+class TextEncoder:
+    """A task's tokenizing of texts and text pairs: its tokenizer, that tokenizer's `ascii_twin` for plain ASCII
+    texts, and `words_kept` to tokenize a long text from its first words only."""
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self._ascii_tokenizer = ascii_twin(tokenizer)
+        self._words = words_kept(tokenizer)
+
+    def encode(self, texts: Sequence[TextInput], offsets: bool = True) -> list[Encoding]:
+        """Tokenize texts and text pairs; an input longer than `max_length` (possible only under reject) is refused.
+
+        Without `offsets` (tasks that never map tokens back to characters), many texts are tokenized without tracking
+        the character offsets, which takes less CPU; the tokens are the same. The ASCII twin tokenizes the texts when
+        all of them are plain ASCII. Under truncation a long single text is tokenized from its first words only;
+        where that head did not fill the kept tokens (words of no tokens, such as control characters), the whole
+        text is tokenized again, so the result never differs from tokenizing every text whole."""
+        tokenizer = tokenizer_for(texts, self.tokenizer, self._ascii_tokenizer)
+        heads = [head(text, self._words) for text in texts]
+        encodings = _encode_all(tokenizer, heads, offsets)
+        for index, (text, cut) in enumerate(zip(texts, heads, strict=True)):
+            if cut is not text and not encodings[index].overflowing:
+                encodings[index] = _encode_all(tokenizer, [text], offsets)[0]
+        for index, encoding in enumerate(encodings):
+            if len(encoding.ids) > self.max_length:
+                raise BadInput(f"inputs[{index}] is {len(encoding.ids)} tokens long, more than the model's maximum "
+                               f"of {self.max_length}")
+        return encodings
 
 
 def collate_encodings(encodings: Sequence[Encoded], input_names: Sequence[str], pad_id: int) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 
 from service.runtime.errors import BadInput
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import Encoded, ascii_twin, check_input_names, collate_encodings, encode
+from service.runtime.tasks.encoding import Encoded, TextEncoder, check_input_names, collate_encodings
 from service.runtime.tasks.signature import Answers, Signature, TensorSpec, no_options
 from service.runtime.tasks.spec import TaskSpec
 from service.runtime.tasks.token_ids import Framing, TokenIds
@@ -71,11 +71,9 @@ class SentenceEmbedding:
     def __init__(
         self, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str], max_length: int, normalize: bool
     ) -> None:
-        self._tokenizer = tokenizer
-        self._ascii_tokenizer = ascii_twin(tokenizer)
+        self._encoder = TextEncoder(tokenizer, max_length)
         self._pad_id = pad_id
         self._input_names = check_input_names(input_names)
-        self._max_length = max_length
         self._normalize = normalize
         try:
             self._framing: Framing | str = Framing(tokenizer, max_length)
@@ -91,8 +89,7 @@ class SentenceEmbedding:
                 raise BadInput(f"inputs[{index}] must be a string")
             if not value.strip():
                 raise BadInput(f"inputs[{index}] is empty")
-        return list(encode(self._tokenizer, [str(value) for value in inputs], self._max_length,
-                           offsets=False, ascii_tokenizer=self._ascii_tokenizer))
+        return list(self._encoder.encode([str(value) for value in inputs], offsets=False))
 
     def _framed(self, index: int, value: object) -> Encoded:
         if not isinstance(value, TokenIds):

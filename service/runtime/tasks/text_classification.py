@@ -12,7 +12,7 @@ from tokenizers import Encoding, Tokenizer
 
 from service.runtime.errors import BadInput
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import TextInput, ascii_twin, check_input_names, collate_encodings, encode
+from service.runtime.tasks.encoding import TextEncoder, TextInput, check_input_names, collate_encodings
 from service.runtime.tasks.signature import Answers, Signature, TensorSpec, numbers, strings
 from service.runtime.tasks.spec import TaskSpec
 
@@ -56,17 +56,15 @@ class TextClassification:
     def __init__(
         self, tokenizer: Tokenizer, pad_id: int, labels: Sequence[str], input_names: Sequence[str], max_length: int
     ) -> None:
-        self._tokenizer = tokenizer
-        self._ascii_tokenizer = ascii_twin(tokenizer)
+        self._encoder = TextEncoder(tokenizer, max_length)
         self._pad_id = pad_id
         self._labels = list(labels)
         self._input_names = check_input_names(input_names)
-        self._max_length = max_length
 
     def preprocess(self, inputs: Sequence[object]) -> list[Encoding]:
         """Validate texts and pairs and tokenize them; raises BadInput naming the offending input."""
         texts = [_check_input(index, value) for index, value in enumerate(inputs)]
-        return encode(self._tokenizer, texts, self._max_length, offsets=False, ascii_tokenizer=self._ascii_tokenizer)
+        return self._encoder.encode(texts, offsets=False)
 
     def tokens(self, item: Encoding) -> int:
         """The text's length in tokens."""

@@ -25,7 +25,7 @@ from tokenizers import Encoding, Tokenizer
 
 from service.runtime.errors import BadInput, ConfigError
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import ascii_twin, check_input_names, collate_encodings, encode
+from service.runtime.tasks.encoding import TextEncoder, check_input_names, collate_encodings
 from service.runtime.tasks.signature import Signature, TensorSpec, json_strings
 from service.runtime.tasks.spec import TaskSpec
 from service.runtime.tasks.text_classification import softmax
@@ -113,19 +113,16 @@ class TokenClassification:
         self, tokenizer: Tokenizer, pad_id: int, labels: Sequence[str], input_names: Sequence[str], max_length: int
     ) -> None:
         check_tags(labels)
-        self._tokenizer = tokenizer
-        self._ascii_tokenizer = ascii_twin(tokenizer)
+        self._encoder = TextEncoder(tokenizer, max_length)
         self._pad_id = pad_id
         self._labels = list(labels)
         self._input_names = check_input_names(input_names)
-        self._max_length = max_length
 
     def preprocess(self, inputs: Sequence[object]) -> list[Words]:
         """Validate texts, tokenize them and find each word's first sub-token; raises BadInput."""
         texts = [_check_input(index, value) for index, value in enumerate(inputs)]
         items = []
-        for text, encoding in zip(texts, encode(self._tokenizer, texts, self._max_length,
-                                                    ascii_tokenizer=self._ascii_tokenizer), strict=True):
+        for text, encoding in zip(texts, self._encoder.encode(texts), strict=True):
             spans = word_spans(text)
             items.append(Words(text, spans, encoding, first_tokens(encoding, spans)))
         return items

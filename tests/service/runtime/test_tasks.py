@@ -11,7 +11,7 @@ from service.runtime.card import load_card
 from service.runtime.errors import BadInput
 from service.runtime.tasks import PredictOptions, build_task
 from service.runtime.tasks.base import Task
-from service.runtime.tasks.encoding import SEQUENTIAL_TEXTS, TextInput, Truncation, encode, load_tokenizer
+from service.runtime.tasks.encoding import SEQUENTIAL_TEXTS, TextEncoder, TextInput, Truncation, load_tokenizer
 from service.runtime.tasks.text_classification import softmax, softmax_row
 
 LONG_TEXT = "good movie " * 100
@@ -52,11 +52,12 @@ def test_many_texts_without_offsets_give_the_same_tokens(bert_dir: Path) -> None
     tokenizer, _ = load_tokenizer(bert_dir / card.tokenizer, card.max_length, "reject")
     texts: list[TextInput] = [f"good movie number {index}" for index in range(SEQUENTIAL_TEXTS)]
     texts += [("bad movie", "great plot"), "the end"]  # past SEQUENTIAL_TEXTS: one batch call
-    with_offsets, without = (encode(tokenizer, texts, card.max_length, offsets=flag) for flag in (True, False))
+    encoder = TextEncoder(tokenizer, card.max_length)
+    with_offsets, without = (encoder.encode(texts, offsets=flag) for flag in (True, False))
     assert [(e.ids, e.type_ids) for e in with_offsets] == [(e.ids, e.type_ids) for e in without]
     assert with_offsets[1].offsets[1] == (0, 4)  # "good": mapped back to its characters where asked
     with pytest.raises(BadInput, match=r"inputs\[9\] is 20\d tokens long"):
-        encode(tokenizer, [*texts[:-1], LONG_TEXT], card.max_length, offsets=False)
+        encoder.encode([*texts[:-1], LONG_TEXT], offsets=False)
 
 
 def test_collate_pads_to_the_longest_with_type_ids_for_pairs(bert_dir: Path) -> None:
