@@ -1,0 +1,68 @@
+"""What cutting long texts saves the server's tokenizing: a served model's `TextEncoder` (texts cut to the words that
+can reach the kept tokens) against the same tokenizers reading every text whole (the ASCII twin where every text of
+a call is plain ASCII, in both), in calls of a request's size, interleaved; checks that both give the same tokens.
+
+    python tools/measure_tokenizing.py models/sentiment ../shared/data/imdb/train.csv.gz --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tokenizers import Encoding
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compression.data import load_texts
+from service.runtime.card import load_card
+from service.runtime.tasks.encoding import TextEncoder, ascii_twin, load_tokenizer, tokenizer_for
+
+
+def milliseconds_per_batch(encode: Callable[[list[str]], list[Encoding]], batches: Sequence[list[str]]) -> float:
+    """Mean milliseconds of one call over the batches."""
+    started = time.perf_counter()
+    for batch in batches:
+        encode(batch)
+    return (time.perf_counter() - started) / len(batches) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="served model directory (its card's tokenizer and max_length)")
+    parser.add_argument("texts", help="a text file or table (read as `oberta compress` reads training texts)")
+    parser.add_argument("--batch", type=int, default=16, help="texts a call (a request's inputs)")
+    parser.add_argument("--batches", type=int, default=100, help="calls a round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of both ways")
+    args = parser.parse_args()
+
+    card = load_card(Path(args.model))
+    tokenizer, _ = load_tokenizer(Path(args.model) / card.tokenizer, card.max_length, "truncate")
+    encoder, twin = TextEncoder(tokenizer, card.max_length), ascii_twin(tokenizer)
+    texts = load_texts(args.texts)
+    random.Random(0).shuffle(texts)
+    batches = [texts[i * args.batch : (i + 1) * args.batch] for i in range(args.batches)]
+    ways: dict[str, Callable[[list[str]], list[Encoding]]] = {
+        "served": lambda batch: encoder.encode(batch, offsets=False),
+        "whole": lambda batch: tokenizer_for(batch, tokenizer, twin).encode_batch_fast(batch),
+    }
+    for batch in batches:
+        if [e.ids for e in ways["served"](batch)] != [e.ids for e in ways["whole"](batch)]:
+            raise SystemExit("the served tokenizing gave other tokens than the whole texts")
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(args.rounds):
+        for name, encode in ways.items():
+            times[name].append(milliseconds_per_batch(encode, batches))
+    characters = statistics.median(len(text) for batch in batches for text in batch)
+    print(f"{args.model} (max_length {card.max_length}), {args.batch} texts a call, median {characters:.0f} characters")
+    for name, values in times.items():
+        print(f"{name:>7}: {' / '.join(f'{value:.2f}' for value in values)} ms a call")
+
+
+if __name__ == "__main__":
+    main()
