@@ -32,34 +32,42 @@ def milliseconds_per_batch(encode: Callable[[list[str]], list[Encoding]], batche
     return (time.perf_counter() - started) / len(batches) * 1000
 
 
+def measure(model_dir: Path, texts: list[str], batch: int, batches: int, rounds: int) -> dict[str, list[float]]:
+    """Milliseconds a call of both ways, round by round, on `batches` calls of `batch` texts drawn (seeded) from
+    `texts`; raises SystemExit if the two ways give other tokens."""
+    card = load_card(model_dir)
+    tokenizer, _ = load_tokenizer(model_dir / card.tokenizer, card.max_length, "truncate")
+    encoder, twin = TextEncoder(tokenizer, card.max_length), ascii_twin(tokenizer)
+    drawn = random.Random(0).sample(texts, min(len(texts), batch * batches))
+    calls = [drawn[i * batch : (i + 1) * batch] for i in range(len(drawn) // batch)]
+    ways: dict[str, Callable[[list[str]], list[Encoding]]] = {
+        "served": lambda texts: encoder.encode(texts, offsets=False),
+        "whole": lambda texts: tokenizer_for(texts, tokenizer, twin).encode_batch_fast(texts),
+    }
+    for call in calls:
+        if [e.ids for e in ways["served"](call)] != [e.ids for e in ways["whole"](call)]:
+            raise SystemExit("the served tokenizing gave other tokens than the whole texts")
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, encode in ways.items():
+            times[name].append(milliseconds_per_batch(encode, calls))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="served model directory (its card's tokenizer and max_length)")
+    parser.add_argument("model", type=Path, help="served model directory (its card's tokenizer and max_length)")
     parser.add_argument("texts", help="a text file or table (read as `oberta compress` reads training texts)")
     parser.add_argument("--batch", type=int, default=16, help="texts a call (a request's inputs)")
     parser.add_argument("--batches", type=int, default=100, help="calls a round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of both ways")
     args = parser.parse_args()
-
-    card = load_card(Path(args.model))
-    tokenizer, _ = load_tokenizer(Path(args.model) / card.tokenizer, card.max_length, "truncate")
-    encoder, twin = TextEncoder(tokenizer, card.max_length), ascii_twin(tokenizer)
     texts = load_texts(args.texts)
-    random.Random(0).shuffle(texts)
-    batches = [texts[i * args.batch : (i + 1) * args.batch] for i in range(args.batches)]
-    ways: dict[str, Callable[[list[str]], list[Encoding]]] = {
-        "served": lambda batch: encoder.encode(batch, offsets=False),
-        "whole": lambda batch: tokenizer_for(batch, tokenizer, twin).encode_batch_fast(batch),
-    }
-    for batch in batches:
-        if [e.ids for e in ways["served"](batch)] != [e.ids for e in ways["whole"](batch)]:
-            raise SystemExit("the served tokenizing gave other tokens than the whole texts")
-    times: dict[str, list[float]] = {name: [] for name in ways}
-    for _ in range(args.rounds):
-        for name, encode in ways.items():
-            times[name].append(milliseconds_per_batch(encode, batches))
-    characters = statistics.median(len(text) for batch in batches for text in batch)
-    print(f"{args.model} (max_length {card.max_length}), {args.batch} texts a call, median {characters:.0f} characters")
+    times = measure(args.model, texts, args.batch, args.batches, args.rounds)
+    max_length = load_card(args.model).max_length
+    characters = statistics.median(len(text) for text in texts)
+    print(f"{args.model} (max_length {max_length}), {args.batch} texts a call, {args.batches} calls a round; the "
+          f"file's texts: median {characters:.0f} characters")
     for name, values in times.items():
         print(f"{name:>7}: {' / '.join(f'{value:.2f}' for value in values)} ms a call")
 
