@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer, normalizers
+from tokenizers import Encoding, Tokenizer, normalizers, pre_tokenizers
 
 from service.runtime.errors import BadInput
 
@@ -93,8 +93,8 @@ def words_kept(tokenizer: Tokenizer) -> int | None:
     truncation = tokenizer.truncation
     if not truncation or truncation.get("direction", "right") != "right" or truncation.get("stride", 0):
         return None  # no truncation, or the tail is kept (left truncation, overflowing windows)
-    pre_tokenizer = json.loads(tokenizer.to_str()).get("pre_tokenizer") or {}
-    return int(truncation["max_length"]) if pre_tokenizer.get("type") == "BertPreTokenizer" else None
+    is_bert = isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+    return int(truncation["max_length"]) if is_bert else None
 
 
 def head(text: TextInput, words: int | None) -> TextInput:
