@@ -95,6 +95,8 @@ class EmbeddingTargets:
     loss: EmbeddingLoss = "cosine"
     token_states_weight: float = 0.0
     layer_states_weight: float = 0.0
+    similarity_weight: float = 0.0
+    similarity_temperature: float = 0.05
     teacher_layers: tuple[int, ...] | None = None
 
     @property
@@ -123,13 +125,28 @@ def layer_states_loss(
     return torch.stack(losses).mean()
 
 
+def similarity_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of each text's softmax over its cosine similarities to the batch's other texts
+    (vectors [batch, dim], a text's similarity to itself left out); 0 for a batch of one."""
+    if len(student) < 2:
+        return student.new_zeros(())
+    itself = torch.eye(len(student), dtype=torch.bool, device=student.device)
+
+    def similarities(vectors: torch.Tensor) -> torch.Tensor:
+        unit = F.normalize(vectors.float(), dim=-1)
+        return (unit @ unit.T / temperature).masked_fill(itself, MASKED_LOGIT)
+
+    return distillation_loss(similarities(student), similarities(teacher), 1.0)
+
+
 def embedding_distillation_loss(
     student: Any, teacher: Any, attention_mask: torch.Tensor, targets: EmbeddingTargets
 ) -> torch.Tensor:
     """Sentence vectors: 1 - cosine similarity of the served (pooled, maybe normalised) vectors, or the mean squared
     error of the pooled vectors before normalisation; plus, weighted, 1 - cosine similarity of every token's final
     state (padding left out), which gives the student a target per token rather than one per text, and of every
-    layer's token states against its teacher layer's (the final layer's among them), a target per layer."""
+    layer's token states against its teacher layer's (the final layer's among them), a target per layer; and the
+    in-batch similarities of the vectors (`similarity_loss`)."""
     if targets.loss == "mse":
         loss = F.mse_loss(student.pooled_embedding, teacher.pooled_embedding)
     else:
@@ -141,6 +158,9 @@ def embedding_distillation_loss(
     if targets.layer_states_weight:
         loss = loss + targets.layer_states_weight * layer_states_loss(
             student.hidden_states, teacher.hidden_states, kept, targets.teacher_layers)
+    if targets.similarity_weight:
+        loss = loss + targets.similarity_weight * similarity_loss(
+            student.sentence_embedding, teacher.sentence_embedding, targets.similarity_temperature)
     return loss
 
 

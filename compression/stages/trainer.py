@@ -31,20 +31,22 @@ def distillation_trainer(
 
 
 def embedding_targets(plan: Plan, student: PreTrainedModel, teacher: PreTrainedModel | None) -> EmbeddingTargets:
-    """The recipe's sentence-embedding targets. Token and layer states are for sentence embedding only, and need a
-    teacher as wide as the student; layer states also need the teacher layers the student kept."""
+    """The recipe's sentence-embedding targets. Token and layer states and in-batch similarities are for sentence
+    embedding only; the states need a teacher as wide as the student, layer states also the teacher layers the
+    student kept."""
     distillation, layers = plan.recipe.distillation, plan.recipe.student.layers
     targets = EmbeddingTargets(
         loss=distillation.embedding_loss, token_states_weight=distillation.token_states_weight,
-        layer_states_weight=distillation.layer_states_weight,
+        layer_states_weight=distillation.layer_states_weight, similarity_weight=distillation.similarity_weight,
+        similarity_temperature=distillation.similarity_temperature,
         teacher_layers=tuple(layers) if layers is not None else None,
     )
-    if not (targets.token_states_weight or targets.layer_states_weight):
+    if not (targets.token_states_weight or targets.layer_states_weight or targets.similarity_weight):
         return targets
     if plan.data.task != EMBEDDING_SPEC.name:
-        raise ConfigError("distillation.token_states_weight and layer_states_weight are for the sentence-embedding "
-                          f"task, not {plan.data.task}")
-    if teacher is None:
+        raise ConfigError("distillation.token_states_weight, layer_states_weight and similarity_weight are for the "
+                          f"sentence-embedding task, not {plan.data.task}")
+    if teacher is None or not (targets.token_states_weight or targets.layer_states_weight):
         return targets
     width = (teacher.config.hidden_size, student.config.hidden_size)
     if width[0] != width[1]:

@@ -20,7 +20,12 @@ from compression.stages.trainer import embedding_targets
 from compression.structure import keep_layers
 from compression.tasks import DataConfig, task_for
 from compression.tasks.sentence_embedding import Query, ScoredPair, embedding_metrics, retrieval, without_overlaps
-from compression.training import EmbeddingTargets, embedding_distillation_loss, layer_states_loss
+from compression.training import (
+    EmbeddingTargets,
+    embedding_distillation_loss,
+    layer_states_loss,
+    similarity_loss,
+)
 from oberta.cli import main
 from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from service.runtime.errors import ConfigError
@@ -161,7 +166,7 @@ def test_compress_distils_prunes_quantizes_and_serves(arch: str, tmp_path: Path)
         "pruning": {"initial_sparsity": 0.5, "final_sparsity": 0.8, "end_epoch": 1.0, "update_interval_epochs": 0.5,
                     "obs": {"block_size": 8, "num_grads": 4, "grad_batch_size": 4}},
         "quantization": {"calibration_samples": 8},
-        "distillation": {"token_states_weight": 1.0, "layer_states_weight": 1.0},
+        "distillation": {"token_states_weight": 1.0, "layer_states_weight": 1.0, "similarity_weight": 1.0},
     })
     data = DataConfig(train_file=str(corpus), task="sentence-embedding", validation_file=STSB, retrieval_file=SQUAD,
                       validation_fraction=0.34, max_length=32)
@@ -218,6 +223,24 @@ def test_layer_states_are_averaged_over_layers_with_padding_left_out() -> None:
     assert embedding_distillation_loss(student, teacher, torch.tensor([[1, 0]]), targets).item() == pytest.approx(0.5)
 
 
+def test_similarity_loss_reads_the_in_batch_ranking_not_the_vectors_themselves() -> None:
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]])
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0)))[0]
+    # a rotated and rescaled student has other vectors but the same similarities: nothing to learn
+    assert similarity_loss(teacher @ rotation * 3.0, teacher, 0.05).item() == pytest.approx(0.0, abs=1e-5)
+    # the first text's nearest neighbour is now the third, not the second
+    swapped = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.9, 0.1, 0.0]])
+    assert similarity_loss(swapped, teacher, 0.05).item() > 1.0
+    assert similarity_loss(swapped, teacher, 1.0).item() < similarity_loss(swapped, teacher, 0.05).item()
+    assert similarity_loss(teacher[:1], teacher[:1] * 2, 0.05).item() == 0.0
+    vectors = SentenceEmbeddingOutput(sentence_embedding=teacher, pooled_embedding=teacher)
+    moved = SentenceEmbeddingOutput(sentence_embedding=swapped, pooled_embedding=swapped)
+    targets = EmbeddingTargets(similarity_weight=0.5)
+    cosine = embedding_distillation_loss(moved, vectors, torch.ones(3, 1), EmbeddingTargets()).item()
+    assert embedding_distillation_loss(moved, vectors, torch.ones(3, 1), targets).item() == pytest.approx(
+        cosine + 0.5 * similarity_loss(swapped, teacher, 0.05).item())
+
+
 def test_each_student_layer_learns_from_the_teacher_layer_it_came_from(encoder_base: Path) -> None:
     teacher = load_embedding_model(str(encoder_base)).eval()
     student = load_embedding_model(str(encoder_base)).eval()
@@ -236,7 +259,7 @@ def test_each_student_layer_learns_from_the_teacher_layer_it_came_from(encoder_b
         layer_states_loss(student_states, teacher_states, kept, (2,))
 
 
-def test_token_and_layer_targets_need_an_embedding_task_and_a_fitting_teacher(encoder_base: Path) -> None:
+def test_embedding_targets_need_an_embedding_task_and_states_a_fitting_teacher(encoder_base: Path) -> None:
     model = load_embedding_model(str(encoder_base))
     recipe = Recipe.model_validate({"student": {"layers": [0, 1]}, "distillation": {"layer_states_weight": 1.0}})
     embedding = DataConfig(train_file="texts.txt", task="sentence-embedding")
@@ -250,3 +273,7 @@ def test_token_and_layer_targets_need_an_embedding_task_and_a_fitting_teacher(en
                                 intermediate_size=64))
     with pytest.raises(ConfigError, match="as wide as the student"):
         embedding_targets(Plan(recipe, embedding, {}), model, wide)
+    similarities = Recipe.model_validate({"distillation": {"similarity_weight": 1.0}})
+    assert embedding_targets(Plan(similarities, embedding, {}), model, wide).similarity_weight == 1.0  # any width
+    with pytest.raises(ConfigError, match="similarity_weight are for the sentence-embedding task"):
+        embedding_targets(Plan(similarities, DataConfig(train_file="train.tsv"), {}), model, model)
