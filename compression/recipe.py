@@ -113,7 +113,7 @@ class DistillationRecipe(_Strict):
     similarity_weight: float = Field(
         0.0, ge=0, description="sentence embedding: weight of the in-batch similarity loss: KL divergence between the "
         "teacher's and the student's softmax over each text's cosine similarities to the batch's other texts (the "
-        "ranking that retrieval reads); any teacher width"
+        "ranking that retrieval reads)"
     )
     similarity_temperature: float = Field(
         0.05, gt=0, description="sentence embedding: softmax temperature of the in-batch similarities (lower weighs "

@@ -32,8 +32,8 @@ def distillation_trainer(
 
 def embedding_targets(plan: Plan, student: PreTrainedModel, teacher: PreTrainedModel | None) -> EmbeddingTargets:
     """The recipe's sentence-embedding targets. Token and layer states and in-batch similarities are for sentence
-    embedding only; the states need a teacher as wide as the student, layer states also the teacher layers the
-    student kept."""
+    embedding only; its teacher must be as wide as the student (its vectors and token states are compared with the
+    student's), and for layer states hold the teacher layers the student kept."""
     distillation, layers = plan.recipe.distillation, plan.recipe.student.layers
     targets = EmbeddingTargets(
         loss=distillation.embedding_loss, token_states_weight=distillation.token_states_weight,
@@ -41,17 +41,17 @@ def embedding_targets(plan: Plan, student: PreTrainedModel, teacher: PreTrainedM
         similarity_temperature=distillation.similarity_temperature,
         teacher_layers=tuple(layers) if layers is not None else None,
     )
-    if not (targets.token_states_weight or targets.layer_states_weight or targets.similarity_weight):
-        return targets
     if plan.data.task != EMBEDDING_SPEC.name:
-        raise ConfigError("distillation.token_states_weight, layer_states_weight and similarity_weight are for the "
-                          f"sentence-embedding task, not {plan.data.task}")
-    if teacher is None or not (targets.token_states_weight or targets.layer_states_weight):
+        if targets.token_states_weight or targets.layer_states_weight or targets.similarity_weight:
+            raise ConfigError("distillation.token_states_weight, layer_states_weight and similarity_weight are for "
+                              f"the sentence-embedding task, not {plan.data.task}")
+        return targets
+    if teacher is None:
         return targets
     width = (teacher.config.hidden_size, student.config.hidden_size)
     if width[0] != width[1]:
-        raise ConfigError(f"distillation of token states needs a teacher as wide as the student ({width[1]}); "
-                          f"this one is {width[0]} wide")
+        raise ConfigError(f"sentence-embedding distillation compares vectors and token states, so it needs a teacher "
+                          f"as wide as the student ({width[1]}); this one is {width[0]} wide")
     wanted = max(layers) + 1 if layers is not None else student.config.num_hidden_layers
     if targets.needs_hidden_states and teacher.config.num_hidden_layers < wanted:
         raise ConfigError(f"distillation.layer_states_weight needs a teacher with at least {wanted} layers; this one "

@@ -273,7 +273,10 @@ def test_embedding_targets_need_an_embedding_task_and_states_a_fitting_teacher(e
                                 intermediate_size=64))
     with pytest.raises(ConfigError, match="as wide as the student"):
         embedding_targets(Plan(recipe, embedding, {}), model, wide)
+    vectors_only = Recipe.model_validate({})
+    with pytest.raises(ConfigError, match="as wide as the student"):  # the vectors alone are compared too
+        embedding_targets(Plan(vectors_only, embedding, {}), model, wide)
     similarities = Recipe.model_validate({"distillation": {"similarity_weight": 1.0}})
-    assert embedding_targets(Plan(similarities, embedding, {}), model, wide).similarity_weight == 1.0  # any width
+    assert embedding_targets(Plan(similarities, embedding, {}), model, model).similarity_weight == 1.0
     with pytest.raises(ConfigError, match="similarity_weight are for the sentence-embedding task"):
         embedding_targets(Plan(similarities, DataConfig(train_file="train.tsv"), {}), model, model)
