@@ -2,7 +2,8 @@
 (compression/qat.py), its pruning masks held and distilled as before; saved with its layers' input ranges.
 
 Run layout under the run's output: ``qat/checkpoint-N/`` (a rerun resumes from the newest; each holds the ranges
-so far) and ``qat-trained/`` (the model, its tokenizer and ``activation_ranges.json``).
+so far; ``qat/kept_structures.json`` where it trains a structurally pruned student's smaller matrices) and
+``qat-trained/`` (the model, full-size again, its tokenizer and ``activation_ranges.json``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from compression.stages.config import Plan
 from compression.stages.prepare import Prepared, prefixed, score
 from compression.stages.record import TRAINED
 from compression.stages.trainer import distillation_trainer
+from compression.structure_compaction import KeptStructures, compact, expand, supports_compaction
 from compression.training import final_evaluation, freeze_embeddings, last_checkpoint
 from service.runtime.errors import MissingFile
 
@@ -66,6 +68,20 @@ class HoldMasksSaveRanges(TrainerCallback):
         self.quantization.save(self.checkpoints / f"checkpoint-{state.global_step}")
 
 
+def _compaction(student: PreTrainedModel, output: Path, checkpoints: Path, resumed: bool) -> KeptStructures | None:
+    """The structures QAT trains compacted (the smaller matrices, as the training stage did; the per-column weight
+    scales and input ranges are those of the full-size layers, whose removed rows and columns are zero): the
+    training stage's, recorded in ``qat/`` at the first start, so that a resumed run compacts as that start did."""
+    if resumed:
+        return KeptStructures.load(checkpoints)
+    kept = KeptStructures.load(output)
+    if kept is None or not supports_compaction(student):
+        return None
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    kept.save(checkpoints)
+    return kept
+
+
 def train_quantization_aware(
     plan: Plan, output: Path, prepared: Prepared, teacher: PreTrainedModel | None, distils: bool, clock: RunClock,
 ) -> QatResult:
@@ -76,17 +92,20 @@ def train_quantization_aware(
     student = prepared.task.load_model(str(output / TRAINED))
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
+    checkpoints = output / QAT_CHECKPOINTS
+    resume = last_checkpoint(checkpoints)
+    kept = _compaction(student, output, checkpoints, resume is not None)
+    if kept is not None:
+        compact(student, kept)
     layers = find_layers(student, (ENCODER_LINEARS,))
     quantization = FakeQuantization({layer.name: layer.module for layer in layers}, settings.averaging_constant)
     loop = recipe.training.model_copy(update={
         "epochs": settings.epochs, "learning_rate": settings.learning_rate, "warmup_ratio": 0.0,
         "lr_schedule": "linear",
     })
-    checkpoints = output / QAT_CHECKPOINTS
     trainer = distillation_trainer(plan, loop, str(checkpoints), student, teacher, distils, prepared)
     pruner = Pruner(layers)  # masks the gradients of pruned weights; the callback zeroes the weights themselves
     trainer.add_callback(HoldMasksSaveRanges(pruner, quantization, checkpoints))
-    resume = last_checkpoint(checkpoints)
     if resume is not None and (Path(resume) / ACTIVATION_RANGES).is_file():
         quantization.restore(Path(resume))
     quantization.attach()
@@ -97,6 +116,8 @@ def train_quantization_aware(
     simulated = final_evaluation(trainer, resume) or score(prepared, student)
     quantization.detach()
     student = trainer.accelerator.unwrap_model(student, keep_fp32_wrapper=False)
+    if kept is not None:
+        expand(student, kept)
     folder = output / QAT_TRAINED
     trainer.save_model(str(folder))
     prepared.tokenizer.save_pretrained(str(folder))

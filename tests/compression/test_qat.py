@@ -24,9 +24,10 @@ from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.qat import FakeQuantization, fake_quantize_weight, load_activation_ranges, uint8_scale_zero
 from compression.quantize import BatchReader, integer_matmuls, onnx_scope, quantize_for_engine, range_overrides
 from compression.quantizer_logs import quiet_quantizer
-from compression.recipe import QuantizationRecipe, Recipe
+from compression.recipe import QuantizationRecipe, Recipe, StudentRecipe
 from compression.run_clock import CLOCK_FILE
 from compression.stages.qat import QAT_CHECKPOINTS, QAT_TRAINED, HoldMasksSaveRanges
+from compression.structure_compaction import STRUCTURES_FILE
 from service.runtime.errors import ConfigError
 from tests.compression.test_compress import _config, tiny_recipe
 from tests.tiny_models import tiny_classifier, tiny_tokenizer
@@ -249,10 +250,13 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.parametrize("student", [StudentRecipe(), StudentRecipe(layers=[1], heads=1, neurons=32)],
+                         ids=["whole-model", "compacted-structures"])
 def test_a_killed_qat_run_resumes_to_the_same_model_and_ranges(
-    dense_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dense_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, student: StudentRecipe
 ) -> None:
-    compress(_config(qat_recipe(), dense_dir, tmp_path / "whole"))
+    recipe = qat_recipe().model_copy(update={"student": student})
+    compress(_config(recipe, dense_dir, tmp_path / "whole"))
     original = HoldMasksSaveRanges.on_optimizer_step
 
     def kill_after_a_checkpoint(self: HoldMasksSaveRanges, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -263,13 +267,19 @@ def test_a_killed_qat_run_resumes_to_the_same_model_and_ranges(
     with monkeypatch.context() as patch:
         patch.setattr(HoldMasksSaveRanges, "on_optimizer_step", kill_after_a_checkpoint)
         with pytest.raises(_Killed):
-            compress(_config(qat_recipe(), dense_dir, tmp_path / "resumed"))
+            compress(_config(recipe, dense_dir, tmp_path / "resumed"))
     assert (tmp_path / "resumed" / QAT_CHECKPOINTS / "checkpoint-3" / "activation_ranges.json").is_file()
-    compress(_config(qat_recipe(), dense_dir, tmp_path / "resumed"))
+    compacted = student.heads is not None  # QAT trains the smaller matrices, as the training stage did
+    assert (tmp_path / "resumed" / QAT_CHECKPOINTS / STRUCTURES_FILE).is_file() == compacted
+    compress(_config(recipe, dense_dir, tmp_path / "resumed"))
     whole, resumed = (load_file(str(tmp_path / run / QAT_TRAINED / "model.safetensors"))
                       for run in ("whole", "resumed"))
     for key in whole:
         torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6, msg=key)
+    trained = load_file(str(tmp_path / "whole" / "trained" / "model.safetensors"))
+    assert {key: value.shape for key, value in whole.items()} == {key: value.shape for key, value in trained.items()}
+    for key in whole:  # full-size again, zero wherever training left zeros (removed structures included)
+        assert torch.equal(whole[key][trained[key] == 0], torch.zeros_like(whole[key][trained[key] == 0])), key
     ranges = [load_activation_ranges(tmp_path / run / QAT_TRAINED) for run in ("whole", "resumed")]
     assert ranges[0].keys() == ranges[1].keys()
     for name, (low, high) in ranges[0].items():
