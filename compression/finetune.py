@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 
 from compression.base_models import DEFAULT_BASE_MODEL, loading_from, resolve_base_model
 from compression.export import model_input_names
+from compression.interruption import train_resumably
 from compression.run_clock import TRAINING_STAGE, RunClock, time_training
 from compression.tasks import DataConfig, task_for
 from compression.training import (
@@ -72,7 +73,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     resume = last_checkpoint(config.output_dir)
     clock = RunClock(config.output_dir)
     time_training(trainer, clock, TRAINING_STAGE, resumed=resume is not None)
-    trainer.train(resume_from_checkpoint=resume)
+    train_resumably(trainer, resume)
     metrics = final_evaluation(trainer, resume) or trainer.evaluate()
     final_dir = Path(config.output_dir) / "final"
     trainer.save_model(str(final_dir))

@@ -586,9 +586,10 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (ObertaError, ValueError, FileNotFoundError) as exc:  # a user's mistake: one line, no traceback
-        print(f"oberta {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (ObertaError, ValueError, FileNotFoundError) as exc:  # a user's mistake, or a stop: one line, no traceback
+        status = exc.exit_status if isinstance(exc, ObertaError) else 2
+        print(f"oberta {args.command}: {'error: ' if status == 2 else ''}{exc}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

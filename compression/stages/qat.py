@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from compression.interruption import train_resumably
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.qat import ACTIVATION_RANGES, FakeQuantization, load_activation_ranges
 from compression.run_clock import QAT_STAGE, RunClock, time_training
@@ -111,7 +112,7 @@ def train_quantization_aware(
     quantization.attach()
     log.info("quantization-aware training of %d layers for %s epochs", len(layers), settings.epochs)
     time_training(trainer, clock, QAT_STAGE, resumed=resume is not None)
-    trainer.train(resume_from_checkpoint=resume)
+    train_resumably(trainer, resume)
     pruner.remove_hooks()
     simulated = final_evaluation(trainer, resume) or score(prepared, student)
     quantization.detach()

@@ -11,6 +11,7 @@ from typing import Any
 from transformers import PreTrainedModel
 
 from compression.base_models import resolve_base_model
+from compression.interruption import train_resumably
 from compression.pruning.callback import GradientSampler, PruningCallback
 from compression.pruning.pruner import ENCODER_LINEARS, Pruner, find_layers
 from compression.recipe import StudentRecipe
@@ -149,7 +150,7 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
                                  compaction.removed_weights if compaction is not None else {})
     clock = RunClock(output)
     time_training(trainer, clock, TRAINING_STAGE, resumed=resume is not None)
-    trainer.train(resume_from_checkpoint=resume)
+    train_resumably(trainer, resume)
     callback.pruner.remove_hooks()
     # Mixed precision wraps the model's forward in autocast; the export traces the plain fp32 forward.
     student = trainer.accelerator.unwrap_model(student, keep_fp32_wrapper=False)

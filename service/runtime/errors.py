@@ -1,9 +1,9 @@
 """One error taxonomy for oberta: each error carries the HTTP status it maps to.
 
 The runtime, the compression half and the CLI raise these; the HTTP layer maps them once per protocol
-(`service/api/errors.py`) and the CLI prints one line and exits with status 2. Errors that are also a user's mistake
-subclass the built-in exception callers would expect (ValueError, FileNotFoundError), so `except ValueError` still
-catches them.
+(`service/api/errors.py`) and the CLI prints one line and exits with the error's `exit_status` (2, but 128 + the
+signal's number for a training run stopped by a signal). Errors that are also a user's mistake subclass the built-in
+exception callers would expect (ValueError, FileNotFoundError), so `except ValueError` still catches them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ class ObertaError(Exception):
     """The base: a message meant for people and the HTTP status it maps to."""
 
     status: int = 500
+    exit_status: int = 2  # the CLI's exit status when a command ends on this error
 
     def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
