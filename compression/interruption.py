@@ -5,12 +5,15 @@ presses Ctrl+C, a session ends. Killed outright, the run loses every step since 
 `save_steps` of them). While `train_resumably` runs, the first SIGTERM or SIGINT lets the step under way finish, saves
 a checkpoint there and stops; `TrainingStopped` then tells where, and rerunning the same command resumes from that
 checkpoint. A second signal acts as it would without this (SIGINT raises KeyboardInterrupt, SIGTERM ends the process).
-Handlers are installed only from the main thread of a single process (elsewhere the signals act as usual).
+Handlers are installed only in the main thread of a run of one process: the processes of a distributed run (`accelerate
+launch`, torchrun) could see the signal at different steps and wait for each other forever, so there the signals act as
+usual.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -47,8 +50,8 @@ class StopOnSignal(TrainerCallback):
         self._previous: dict[int, Handler] = {}
 
     def install(self) -> bool:
-        """Take over SIGTERM and SIGINT; False (nothing changed) outside the main thread."""
-        if threading.current_thread() is not threading.main_thread():
+        """Take over SIGTERM and SIGINT; False (nothing changed) outside the main thread or in a distributed run."""
+        if threading.current_thread() is not threading.main_thread() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
             return False
         for number in STOPPING_SIGNALS:
             self._previous[number] = signal.signal(number, self._on_signal)

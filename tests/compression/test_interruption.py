@@ -44,6 +44,13 @@ def test_the_first_signal_asks_for_a_checkpoint_and_a_stop_and_the_second_acts_a
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_distributed_run_keeps_the_usual_signal_handling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    before = signal.getsignal(signal.SIGTERM)
+    assert not StopOnSignal().install()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_signal_during_the_last_step_lets_training_end_as_it_would() -> None:
     stopper = StopOnSignal()
     stopper.received = signal.SIGINT
@@ -82,7 +89,8 @@ def test_finetune_stopped_by_sigterm_saves_that_step_exits_143_and_resumes_to_th
         patch.setattr(CheckpointClock, "on_step_end", _signal_at_step(signal.SIGTERM, 5), raising=False)
         assert finetune(tmp_path / "stopped") == 128 + signal.SIGTERM
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
-    assert last_line.startswith("oberta finetune: stopped by SIGTERM at step 5 of 12; checkpoint-5 saved in "), last_line
+    expected = "oberta finetune: stopped by SIGTERM at step 5 of 12; checkpoint-5 saved in "
+    assert last_line.startswith(expected), last_line
     run = tmp_path / "stopped"
     assert (run / "checkpoint-5").is_dir() and not (run / "final").exists()  # step 5 kept, not only checkpoint-4
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
