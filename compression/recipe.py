@@ -200,7 +200,9 @@ class QuantizationRecipe(_Strict):
                            description="quantization-aware training, when method is qat")
     calibration_samples: int = Field(512, ge=1, description="training examples used for calibration")
     calibration_method: Literal["minmax", "percentile", "entropy"] = Field(
-        "minmax", description="how activation ranges are chosen"
+        "minmax", description="how activation ranges are chosen; percentile and entropy (ONNX Runtime's histogram "
+        "calibrators) hold every activation of the calibration samples in memory: on 384-token QA windows of the "
+        "5-layer student they were killed for memory at 14-15 GB with 128 samples as with 512"
     )
     deepsparse: EngineQuantization = Field(default_factory=_deepsparse_default, description="the DeepSparse file")
     onnxruntime: OnnxRuntimeQuantization = Field(
