@@ -23,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import is_torch_tf32_available
 
 from compression.embedding_model import SentenceEmbeddingOutput
+from compression.progress import use_steady_progress
 from compression.recipe import EmbeddingLoss
 from compression.training_loop import TrainingLoop
 
@@ -269,6 +270,7 @@ class DistillationTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        use_steady_progress(self)
         self.teacher = teacher
         self.hardness = hardness
         self.temperature = temperature

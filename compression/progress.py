@@ -1,0 +1,33 @@
+"""The training bar's estimate of the time left, from this sitting's average pace.
+
+The Trainer's own bar smooths its rate over the last few steps. With batches grouped by length a step takes from under
+one to several seconds, and pruning steps and evaluations stop the bar for minutes, so its estimate of a multi-hour run
+swung between 2 and 11 hours within a minute; on a resumed run the jump to the checkpoint's step read as thousands of
+steps done at once. `SteadyProgress` starts the bar at the resumed step and divides the steps left by the average pace
+of the steps this sitting has trained, pauses included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+
+
+class SteadyProgress(ProgressCallback):
+    """ProgressCallback whose bar starts at the resumed step and estimates from the sitting's average pace."""
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, initial=state.global_step, smoothing=0,
+                                     dynamic_ncols=True)
+        self.current_step = state.global_step
+
+
+def use_steady_progress(trainer: Trainer) -> None:
+    """Put `SteadyProgress` in place of the Trainer's bar, where it shows one (not under ``disable_tqdm``)."""
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(SteadyProgress())

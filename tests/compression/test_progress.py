@@ -1,0 +1,35 @@
+"""The training bar starts at a resumed run's step and estimates the time left from the sitting's average pace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from transformers import TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+
+from compression.progress import SteadyProgress
+from compression.training import DistillationTrainer
+from tests.tiny_models import tiny_classifier
+
+
+def test_a_resumed_run_starts_its_bar_at_the_checkpoint_and_counts_its_pace_from_there() -> None:
+    progress = SteadyProgress()
+    state = SimpleNamespace(is_world_process_zero=True, global_step=300, max_steps=1000)
+    progress.on_train_begin(None, state, None)  # type: ignore[arg-type]
+    bar = progress.training_bar
+    assert (bar.n, bar.total, bar.initial, bar.smoothing) == (300, 1000, 300, 0)
+    state.global_step = 302
+    progress.on_step_end(None, state, None)  # type: ignore[arg-type]
+    assert (bar.n, bar.initial) == (302, 300)  # tqdm's pace without smoothing: (n - initial) / elapsed, 2 steps
+    bar.close()
+
+
+def test_the_distillation_trainer_shows_the_steady_bar_in_place_of_the_default(tmp_path: Path) -> None:
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
+    trainer = DistillationTrainer(model=tiny_classifier("bert"), args=args)
+    bars = [callback for callback in trainer.callback_handler.callbacks if isinstance(callback, ProgressCallback)]
+    assert [type(bar) for bar in bars] == [SteadyProgress]
+    quiet = DistillationTrainer(model=tiny_classifier("bert"), args=TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", disable_tqdm=True))
+    assert not any(isinstance(callback, ProgressCallback) for callback in quiet.callback_handler.callbacks)
