@@ -14,6 +14,7 @@ from transformers import AutoTokenizer
 from compression.base_models import DEFAULT_BASE_MODEL, loading_from, resolve_base_model
 from compression.export import model_input_names
 from compression.interruption import train_resumably
+from compression.micro_batches import check_micro_batches
 from compression.run_clock import TRAINING_STAGE, RunClock, time_training
 from compression.tasks import DataConfig, task_for
 from compression.training import (
@@ -52,6 +53,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     if task.needs_teacher:
         raise ConfigError(f"{task.name} learns from a teacher, not from labels: use `oberta compress`, where the "
                           "dense model teaches")
+    check_micro_batches(task.name, task.loss_averages_examples, loop.micro_batch_tokens)
     data = task.prepare(data_config)
     base_path = resolve_base_model(config.model)
     with loading_from(base_path):
@@ -69,6 +71,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         eval_dataset=evaluation.features,
         data_collator=task.collator(tokenizer),
         compute_metrics=evaluation.trainer_metrics,
+        micro_batch_tokens=loop.micro_batch_tokens,
     )
     resume = last_checkpoint(config.output_dir)
     clock = RunClock(config.output_dir)

@@ -23,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import is_torch_tf32_available
 
 from compression.embedding_model import SentenceEmbeddingOutput
+from compression.micro_batches import row_count, split_rows
 from compression.progress import use_steady_progress
 from compression.recipe import EmbeddingLoss
 from compression.training_loop import TrainingLoop
@@ -30,6 +31,14 @@ from compression.training_loop import TrainingLoop
 IGNORED_LABEL = -100
 TEACHER_LOGITS = "teacher_logits"  # a training feature's teacher logits, computed before training
 MASKED_LOGIT = -1e4  # far below any logit, yet finite, so masked positions get probability 0 without NaNs
+
+
+def eval_batch_size(loop: TrainingLoop) -> int:
+    """Rows per evaluation batch: at least 64, or where the loop trains in parts, the rows of a part at its maximum
+    length (forward passes slow down with the batch's size as training steps do)."""
+    if loop.micro_batch_tokens is not None:
+        return max(1, loop.micro_batch_tokens // loop.max_length)
+    return max(64, loop.batch_size)
 
 
 def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int, evaluate: bool = True) -> TrainingArguments:
@@ -41,7 +50,7 @@ def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int, evalua
         learning_rate=loop.learning_rate,
         lr_scheduler_type=loop.lr_schedule,
         per_device_train_batch_size=loop.batch_size,
-        per_device_eval_batch_size=max(64, loop.batch_size),
+        per_device_eval_batch_size=eval_batch_size(loop),
         warmup_steps=loop.warmup_ratio,  # a float below 1 is a share of the steps
         weight_decay=loop.weight_decay,
         eval_strategy="steps" if evaluate else "no",
@@ -257,7 +266,7 @@ class DistillationTrainer(Trainer):
     features carry ``teacher_logits`` (computed once before training, see `compression.stages.teacher`).
     ``hardness`` is the weight of the distillation term: 1.0 uses the teacher alone, 0.0 the labels alone; a model
     without a loss of its own (sentence embedding) learns from the teacher alone. Without either it is a plain
-    Trainer.
+    Trainer. ``micro_batch_tokens`` runs each training batch in parts of rows (`compression.micro_batches`).
     """
 
     def __init__(
@@ -267,6 +276,7 @@ class DistillationTrainer(Trainer):
         hardness: float = 1.0,
         temperature: float = 2.0,
         embedding: EmbeddingTargets = EmbeddingTargets(),
+        micro_batch_tokens: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -275,6 +285,8 @@ class DistillationTrainer(Trainer):
         self.hardness = hardness
         self.temperature = temperature
         self.embedding = embedding
+        self.micro_batch_tokens = micro_batch_tokens
+        self._part_weight = 1.0  # the share of the batch's rows in the part being trained
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
@@ -319,6 +331,24 @@ class DistillationTrainer(Trainer):
         with torch.no_grad():
             return self.teacher(**inputs, **self._forward_options)
 
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
+        """One batch's forward and backward passes, in parts of at most ``micro_batch_tokens`` tokens; returns the
+        batch's loss."""
+        parts = split_rows(inputs, self.micro_batch_tokens)
+        if len(parts) == 1:
+            return super().training_step(model, inputs, num_items_in_batch)
+        rows = row_count(inputs)
+        losses = []
+        try:
+            for part in parts:
+                self._part_weight = row_count(part) / rows
+                losses.append(super().training_step(model, part, num_items_in_batch))
+        finally:
+            self._part_weight = 1.0
+        return torch.stack(losses).sum()
+
     def compute_loss(  # type: ignore[override]
         self,
         model: torch.nn.Module,
@@ -336,6 +366,7 @@ class DistillationTrainer(Trainer):
             loss = kd if loss is None else self.hardness * kd + (1.0 - self.hardness) * loss
         if loss is None:
             raise ValueError(f"{type(model).__name__} has no loss of its own: it learns from a teacher")
+        loss = loss * self._part_weight
         return (loss, outputs) if return_outputs else loss
 
 

@@ -27,6 +27,12 @@ class TrainingLoop(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_length: int = Field(DEFAULT_MAX_LENGTH, gt=1, description="maximum sequence length in tokens")
     freeze_embeddings: bool = Field(True, description="keep the embedding layer fixed")
+    micro_batch_tokens: int | None = Field(
+        None, ge=1, description="run each batch's forward and backward passes in parts of at most this many tokens "
+        "(rows times the batch's padded length, at least one row a part), each part's loss weighted by its share of "
+        "the rows: the same update in less memory traffic, for tasks whose losses average over examples (text "
+        "classification, question answering). On 2 Zen 4 cores a step over 32 windows of 384 tokens took 8.4 s "
+        "whole and 4.2 s in parts of 2,048 tokens (256 tokens: 3.4 / 2.0 s; 128 tokens: no change)")
     eval_steps: int = Field(500, ge=1, description="evaluate every N steps")
     save_steps: int = Field(250, ge=1, description="checkpoint every N steps")
     precision: Precision = Field("fp32", description="fp32, or bf16: matrix products in bfloat16 under autocast, "

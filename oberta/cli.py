@@ -107,6 +107,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         eval_steps=args.eval_steps,
         save_steps=args.save_steps,
         precision=args.precision,
+        micro_batch_tokens=args.micro_batch_tokens,
     )
     output = run_dir("finetune", args.task, args)
     config = FinetuneConfig(data=_data_config(args), output_dir=output, model=args.model, loop=loop,
@@ -159,6 +160,11 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-embeddings", action="store_true", help="also train the embeddings (frozen by default)")
     parser.add_argument("--eval-steps", type=int, help=f"evaluate every N steps (default {default('eval_steps')})")
     parser.add_argument("--save-steps", type=int, help=f"checkpoint every N steps (default {default('save_steps')})")
+    parser.add_argument("--micro-batch-tokens", type=int,
+                        help="run each batch in parts of at most this many tokens (rows times padded length), the "
+                        "same update in less memory traffic: e.g. 2048 for 384-token question-answering windows, "
+                        "about 2x faster a step on 2 CPU cores (text classification and question answering only; "
+                        "default: whole batches)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     _add_precision_argument(parser, f"default {default('precision')}")
     _add_data_arguments(parser, f"maximum sequence length in tokens (default {default('max_length')})")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 RUNS_DIR_VARIABLE = "OBERTA_RUNS_DIR"
 # Where, how fast and which stage, not what is trained: `compress --stage train` and then `--stage export` share a run.
-NOT_SHAPING = frozenset({"output", "model_dir", "threads", "stage", "handler", "command"})
+NOT_SHAPING = frozenset({"output", "model_dir", "threads", "stage", "handler", "command", "micro_batch_tokens"})
 
 
 def runs_root() -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel
 
+from compression.micro_batches import check_micro_batches
 from compression.stages.config import Plan
 from compression.stages.prepare import Prepared
 from compression.training import DistillationTrainer, EmbeddingTargets, training_arguments, with_teacher_logits
@@ -20,6 +21,7 @@ def distillation_trainer(
     is none or its logits are in the features (``distils`` says whether a teacher teaches at all)."""
     distillation = plan.recipe.distillation
     evaluate = prepared.evaluation.in_trainer
+    check_micro_batches(prepared.task.name, prepared.task.loss_averages_examples, loop.micro_batch_tokens)
     return DistillationTrainer(
         model=student, args=training_arguments(loop, output_dir=output_dir, seed=plan.data.seed, evaluate=evaluate),
         train_dataset=prepared.train, eval_dataset=prepared.evaluation.features if evaluate else None,
@@ -27,6 +29,7 @@ def distillation_trainer(
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=distillation.hardness if distils else 0.0,
         temperature=distillation.temperature, embedding=embedding_targets(plan, student, teacher),
+        micro_batch_tokens=loop.micro_batch_tokens,
     )
 
 

@@ -117,6 +117,12 @@ class CompressionTask(Protocol):
         """Whether the task learns only from a teacher (it has no labels)."""
         ...
 
+    @property
+    def loss_averages_examples(self) -> bool:
+        """Whether each training loss is a mean over the batch's examples, so that a batch split into parts weighted
+        by their share of the examples gives the same gradient (`TrainingLoop.micro_batch_tokens`)."""
+        ...
+
     def features(
         self, tokenizer: PreTrainedTokenizerBase, examples: list[Any], data: PreparedData, config: DataConfig,
         input_names: list[str],
@@ -201,3 +207,9 @@ class SpecTask:
     def needs_teacher(self) -> bool:
         """Labels teach; a teacher is optional."""
         return False
+
+    @property
+    def loss_averages_examples(self) -> bool:
+        """Cross-entropy and distillation over one distribution per example (text classification) or two per window
+        (question answering), averaged over the batch."""
+        return True

@@ -170,6 +170,11 @@ class SentenceEmbeddingTask(SpecTask):
         """No labels: the dense model's vectors are the targets."""
         return True
 
+    @property
+    def loss_averages_examples(self) -> bool:
+        """No: token states average over tokens, and in-batch similarities compare a batch's texts with each other."""
+        return False
+
     def features(
         self, tokenizer: PreTrainedTokenizerBase, examples: list[Any], data: PreparedData, config: DataConfig,
         input_names: list[str],

@@ -172,6 +172,11 @@ class TokenClassificationTask(SpecTask):
         if tags != data.labels:
             raise ValueError(f"the {role} has tags {tags} but the data has {data.labels}")
 
+    @property
+    def loss_averages_examples(self) -> bool:
+        """No: cross-entropy and distillation average over the batch's labelled tokens."""
+        return False
+
     def features(
         self, tokenizer: PreTrainedTokenizerBase, examples: list[Any], data: PreparedData, config: DataConfig,
         input_names: list[str],
