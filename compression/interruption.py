@@ -37,7 +37,6 @@ class TrainingStopped(ObertaError):
         name = signal.Signals(signal_number).name
         super().__init__(f"stopped by {name} at step {step} of {max_steps}; checkpoint-{step} saved in {output_dir}: "
                          "run the same command again to resume from it")
-        self.signal_number = signal_number
         self.exit_status = 128 + signal_number
 
 
