@@ -119,6 +119,18 @@ class DistillationRecipe(_Strict):
         0.05, gt=0, description="sentence embedding: softmax temperature of the in-batch similarities (lower weighs "
         "the nearest texts more)"
     )
+    similarity_teacher: str | None = Field(
+        None, description="sentence embedding: another sentence encoder (a directory or a known name such as "
+        "all-mpnet-base-v2; any width, its own tokenizer) whose vectors, computed once over the training texts, give "
+        "the in-batch similarities in place of the teacher's: a stronger model's ranking, while the student keeps the "
+        "teacher's vector space"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillationRecipe:
+        if self.similarity_teacher is not None and not self.similarity_weight:
+            raise ValueError("similarity_teacher gives the targets of the in-batch similarities: set similarity_weight")
+        return self
 
 
 OnnxRuntimeForm = Literal["static", "fused-dynamic"]

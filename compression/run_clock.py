@@ -22,6 +22,8 @@ TRAINING_STAGE = "training"
 """Fine-tuning (`oberta finetune`) or pruning with distillation (`oberta compress`)."""
 LOGITS_STAGE = "teacher_logits"
 """The teacher's logits of every training feature, computed once before the student trains."""
+SIMILARITY_STAGE = "similarity_vectors"
+"""A second sentence encoder's vectors of every training text, computed once before the student trains."""
 QAT_STAGE = "qat"
 """Quantization-aware training after pruning."""
 

@@ -30,6 +30,8 @@ from compression.training_loop import TrainingLoop
 
 IGNORED_LABEL = -100
 TEACHER_LOGITS = "teacher_logits"  # a training feature's teacher logits, computed before training
+SIMILARITY_VECTORS = "similarity_vectors"  # a training text's vector from a second encoder, computed before training
+PRECOMPUTED = (TEACHER_LOGITS, SIMILARITY_VECTORS)  # features' targets the collator batches beside the inputs
 MASKED_LOGIT = -1e4  # far below any logit, yet finite, so masked positions get probability 0 without NaNs
 
 
@@ -151,13 +153,15 @@ def similarity_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: f
 
 
 def embedding_distillation_loss(
-    student: Any, teacher: Any, attention_mask: torch.Tensor, targets: EmbeddingTargets
+    student: Any, teacher: Any, attention_mask: torch.Tensor, targets: EmbeddingTargets,
+    similarity_vectors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sentence vectors: 1 - cosine similarity of the served (pooled, maybe normalised) vectors, or the mean squared
     error of the pooled vectors before normalisation; plus, weighted, 1 - cosine similarity of every token's final
     state (padding left out), which gives the student a target per token rather than one per text, and of every
     layer's token states against its teacher layer's (the final layer's among them), a target per layer; and the
-    in-batch similarities of the vectors (`similarity_loss`)."""
+    in-batch similarities of the vectors (`similarity_loss`), against ``similarity_vectors`` (another encoder's, of
+    any width) where given, else the teacher's."""
     if targets.loss == "mse":
         loss = F.mse_loss(student.pooled_embedding, teacher.pooled_embedding)
     else:
@@ -170,14 +174,15 @@ def embedding_distillation_loss(
         loss = loss + targets.layer_states_weight * layer_states_loss(
             student.hidden_states, teacher.hidden_states, kept, targets.teacher_layers)
     if targets.similarity_weight:
+        reference = similarity_vectors if similarity_vectors is not None else teacher.sentence_embedding
         loss = loss + targets.similarity_weight * similarity_loss(
-            student.sentence_embedding, teacher.sentence_embedding, targets.similarity_temperature)
+            student.sentence_embedding, reference, targets.similarity_temperature)
     return loss
 
 
 def output_distillation_loss(
     student: Any, teacher: Any, inputs: dict[str, torch.Tensor], temperature: float,
-    embedding: EmbeddingTargets = EmbeddingTargets(),
+    embedding: EmbeddingTargets = EmbeddingTargets(), similarity_vectors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Distillation between the student's and the teacher's outputs (ModelOutput objects) for any head.
 
@@ -187,7 +192,7 @@ def output_distillation_loss(
     `embedding_distillation_loss`.
     """
     if isinstance(student, SentenceEmbeddingOutput):
-        return embedding_distillation_loss(student, teacher, inputs["attention_mask"], embedding)
+        return embedding_distillation_loss(student, teacher, inputs["attention_mask"], embedding, similarity_vectors)
     if isinstance(student, QuestionAnsweringModelOutput):
         padding = inputs["attention_mask"].eq(0)
         start, end = (
@@ -215,26 +220,34 @@ def precomputed_outputs(student: Any, logits: torch.Tensor) -> Any:
     return SequenceClassifierOutput(logits=logits)
 
 
-def with_teacher_logits(collate: Callable[[list[dict[str, Any]]], Any]) -> Callable[[list[dict[str, Any]]], Any]:
-    """A collator that also batches the features' precomputed teacher logits: a row per sequence stacked, rows per
-    token padded with zeros to the batch's padded length (padded positions are left out of the loss)."""
+def with_precomputed_targets(
+    collate: Callable[[list[dict[str, Any]]], Any],
+) -> Callable[[list[dict[str, Any]]], Any]:
+    """A collator that also batches the features' precomputed targets (`PRECOMPUTED`: teacher logits, similarity
+    vectors): a row per sequence stacked, rows per token padded with zeros to the batch's padded length (padded
+    positions are left out of the loss)."""
 
-    def collate_with_logits(features: list[dict[str, Any]]) -> Any:
-        if not features or TEACHER_LOGITS not in features[0]:
+    def collate_with_targets(features: list[dict[str, Any]]) -> Any:
+        names = [name for name in PRECOMPUTED if features and name in features[0]]
+        if not names:
             return collate(features)
-        rows = [np.asarray(feature[TEACHER_LOGITS], dtype=np.float32) for feature in features]
-        batch = collate([{key: value for key, value in feature.items() if key != TEACHER_LOGITS}
-                         for feature in features])
-        if rows[0].ndim == 1:
-            batch[TEACHER_LOGITS] = torch.from_numpy(np.stack(rows))
-            return batch
-        padded = np.zeros((len(rows), batch["input_ids"].shape[1], rows[0].shape[1]), dtype=np.float32)
-        for index, row in enumerate(rows):
-            padded[index, : len(row)] = row
-        batch[TEACHER_LOGITS] = torch.from_numpy(padded)
+        batch = collate([{key: value for key, value in feature.items() if key not in names} for feature in features])
+        for name in names:
+            batch[name] = _batched_rows([np.asarray(feature[name], dtype=np.float32) for feature in features],
+                                        batch["input_ids"].shape[1])
         return batch
 
-    return collate_with_logits
+    return collate_with_targets
+
+
+def _batched_rows(rows: list[np.ndarray], length: int) -> torch.Tensor:
+    """Rows of one value per sequence stacked, or of one row per token padded with zeros to ``length`` tokens."""
+    if rows[0].ndim == 1:
+        return torch.from_numpy(np.stack(rows))
+    padded = np.zeros((len(rows), length, rows[0].shape[1]), dtype=np.float32)
+    for index, row in enumerate(rows):
+        padded[index, : len(row)] = row
+    return torch.from_numpy(padded)
 
 
 class SeededLengthGroupedSampler(Sampler[int]):
@@ -264,7 +277,8 @@ class DistillationTrainer(Trainer):
     """A Trainer whose loss mixes the task loss with distillation from a frozen teacher.
 
     The teacher's outputs come from the ``teacher`` model run on each batch, or from the batch itself where its
-    features carry ``teacher_logits`` (computed once before training, see `compression.stages.teacher`).
+    features carry ``teacher_logits`` (computed once before training, see `compression.stages.teacher`); a sentence
+    embedding batch may carry ``similarity_vectors``, another encoder's targets for the in-batch similarities.
     ``hardness`` is the weight of the distillation term: 1.0 uses the teacher alone, 0.0 the labels alone; a model
     without a loss of its own (sentence embedding) learns from the teacher alone. Without either it is a plain
     Trainer. ``micro_batch_tokens`` runs each training batch in parts of rows (`compression.micro_batches`).
@@ -315,10 +329,10 @@ class DistillationTrainer(Trainer):
         return SequentialSampler(eval_dataset)  # type: ignore[arg-type]
 
     def _set_signature_columns_if_needed(self) -> None:
-        """Keep the precomputed teacher logits in the batches (the model's forward does not take them)."""
+        """Keep the precomputed targets in the batches (the model's forward does not take them)."""
         super()._set_signature_columns_if_needed()
-        if self._signature_columns is not None and TEACHER_LOGITS not in self._signature_columns:
-            self._signature_columns.append(TEACHER_LOGITS)
+        if self._signature_columns is not None:
+            self._signature_columns.extend(name for name in PRECOMPUTED if name not in self._signature_columns)
 
     def _teacher_outputs(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor | None, student: Any) -> Any:
         """The teacher's outputs for the batch: its precomputed logits, or the teacher run on it (None: neither)."""
@@ -358,12 +372,14 @@ class DistillationTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:
         precomputed = inputs.pop(TEACHER_LOGITS, None)
+        similarity_vectors = inputs.pop(SIMILARITY_VECTORS, None)
         outputs = model(**inputs, **self._forward_options)
         loss = outputs.loss
         teacher_outputs = (self._teacher_outputs(inputs, precomputed, outputs) if model.training or loss is None
                            else None)
         if teacher_outputs is not None:
-            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding)
+            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding,
+                                          similarity_vectors)
             loss = kd if loss is None else self.hardness * kd + (1.0 - self.hardness) * loss
         if loss is None:
             raise ValueError(f"{type(model).__name__} has no loss of its own: it learns from a teacher")

@@ -21,6 +21,7 @@ from compression.stages.prepare import Prepared, prefixed, prepare, score
 from compression.stages.qat import QatModel, train_quantization_aware
 from compression.stages.record import TRAINED, BuildRecord, TrainingResult
 from compression.stages.teacher import (
+    attach_similarity_vectors,
     attach_teacher_logits,
     load_teacher,
     precomputes_logits,
@@ -37,7 +38,7 @@ from compression.training import (
     freeze_embeddings,
     last_checkpoint,
     validation_curve,
-    with_teacher_logits,
+    with_precomputed_targets,
 )
 from service.runtime.errors import ConfigError
 
@@ -85,7 +86,7 @@ def _trainer(
     """The pruning run's Trainer with the pruning callback attached (see `distillation_trainer`)."""
     recipe, seed = plan.recipe, plan.data.seed
     pruning = recipe.pruning
-    collator = with_teacher_logits(prepared.task.collator(prepared.tokenizer))
+    collator = with_precomputed_targets(prepared.task.collator(prepared.tokenizer))
     pruner = Pruner(
         find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
@@ -142,6 +143,9 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     teacher_logits = None  # how the teacher's logits were put into the features, where they were
     if teacher is not None and precomputes_logits(task):
         teacher_logits = attach_teacher_logits(teacher, prepared, plan.data, recipe.training.precision, output)
+    if recipe.distillation.similarity_teacher is not None:
+        attach_similarity_vectors(task, recipe.distillation.similarity_teacher, prepared, plan.data,
+                                  recipe.training.precision, output)
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
 

@@ -7,7 +7,12 @@ from transformers import PreTrainedModel
 from compression.micro_batches import check_micro_batches
 from compression.stages.config import Plan
 from compression.stages.prepare import Prepared
-from compression.training import DistillationTrainer, EmbeddingTargets, training_arguments, with_teacher_logits
+from compression.training import (
+    DistillationTrainer,
+    EmbeddingTargets,
+    training_arguments,
+    with_precomputed_targets,
+)
 from compression.training_loop import TrainingLoop
 from service.runtime.errors import ConfigError
 from service.runtime.tasks.sentence_embedding import SPEC as EMBEDDING_SPEC
@@ -25,7 +30,7 @@ def distillation_trainer(
     return DistillationTrainer(
         model=student, args=training_arguments(loop, output_dir=output_dir, seed=plan.data.seed, evaluate=evaluate),
         train_dataset=prepared.train, eval_dataset=prepared.evaluation.features if evaluate else None,
-        data_collator=with_teacher_logits(prepared.task.collator(prepared.tokenizer)),
+        data_collator=with_precomputed_targets(prepared.task.collator(prepared.tokenizer)),
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=distillation.hardness if distils else 0.0,
         temperature=distillation.temperature, embedding=embedding_targets(plan, student, teacher),

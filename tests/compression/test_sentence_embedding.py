@@ -4,18 +4,22 @@ corpus`, and a compression run end to end on a tiny encoder."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from compression import training
 from compression.compress import CompressConfig, compress
 from compression.corpus import outermost, sentences
 from compression.data import load_texts
 from compression.embedding_model import SentenceEmbeddingOutput, load_embedding_model, model_settings, pool
 from compression.recipe import Recipe
 from compression.stages.config import Plan
+from compression.stages.record import TrainingResult
+from compression.stages.teacher import SIMILARITY_STORE, attach_similarity_vectors
 from compression.stages.trainer import embedding_targets
 from compression.structure import keep_layers
 from compression.tasks import DataConfig, task_for
@@ -239,6 +243,58 @@ def test_similarity_loss_reads_the_in_batch_ranking_not_the_vectors_themselves()
     cosine = embedding_distillation_loss(moved, vectors, torch.ones(3, 1), EmbeddingTargets()).item()
     assert embedding_distillation_loss(moved, vectors, torch.ones(3, 1), targets).item() == pytest.approx(
         cosine + 0.5 * similarity_loss(swapped, teacher, 0.05).item())
+
+
+def test_a_second_encoders_vectors_replace_the_teachers_in_the_in_batch_similarities() -> None:
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]])
+    swapped = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.9, 0.1, 0.0]])
+    rotation = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(0)))[0]
+    wide = torch.cat([swapped, torch.zeros(3, 2)], dim=1) @ rotation  # 5 wide, ranking as the student does
+    vectors = SentenceEmbeddingOutput(sentence_embedding=teacher, pooled_embedding=teacher)
+    moved = SentenceEmbeddingOutput(sentence_embedding=swapped, pooled_embedding=swapped)
+    mask, targets = torch.ones(3, 1), EmbeddingTargets(similarity_weight=1.0)
+    cosine = embedding_distillation_loss(moved, vectors, mask, EmbeddingTargets()).item()
+    assert embedding_distillation_loss(moved, vectors, mask, targets).item() > cosine + 1.0  # the teacher's ranking
+    assert embedding_distillation_loss(moved, vectors, mask, targets, wide).item() == pytest.approx(cosine, abs=1e-5)
+
+
+def test_compress_learns_the_in_batch_similarities_of_a_second_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    student_base = make_tiny_encoder_base(tmp_path / "base")
+    ranker = make_tiny_encoder_base(tmp_path / "ranker", arch="mpnet", seed=1, width=48)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TEXTS) + "\n")
+    reference_widths = []
+    real_loss = training.similarity_loss
+
+    def recording(student: torch.Tensor, reference: torch.Tensor, temperature: float) -> torch.Tensor:
+        reference_widths.append(reference.shape[1])
+        return real_loss(student, reference, temperature)
+
+    monkeypatch.setattr(training, "similarity_loss", recording)
+    recipe = Recipe.model_validate({
+        "training": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "save_steps": 100, "max_length": 32},
+        "pruning": {"scorer": "magnitude", "initial_sparsity": 0.5, "final_sparsity": 0.5, "end_epoch": 1.0},
+        "distillation": {"similarity_weight": 1.0, "similarity_teacher": str(ranker)},
+    })
+    data = DataConfig(train_file=str(corpus), task="sentence-embedding", validation_file=STSB, max_length=32)
+    run = tmp_path / "run"
+    compress(CompressConfig(recipe=recipe, recipe_source="tiny", model=str(student_base), teacher=str(student_base),
+                            data=data, output_dir=str(run), name="tiny-embeddings", threads=1, stage="train"))
+    assert reference_widths and set(reference_widths) == {48}  # every step ranked by the second encoder
+    with np.load(run / SIMILARITY_STORE.cache) as stored:
+        assert stored["logits"].shape == (len(TEXTS), 48)
+    result = TrainingResult.load(run)
+    assert result.build.wall_clock is not None and "similarity_vectors" in result.build.wall_clock["seconds"]
+
+
+def test_a_similarity_teacher_needs_the_similarity_loss_and_an_embedding_task() -> None:
+    with pytest.raises(ValueError, match="set similarity_weight"):
+        Recipe.model_validate({"distillation": {"similarity_teacher": "all-mpnet-base-v2"}})
+    with pytest.raises(ConfigError, match="for the sentence-embedding task, not text-classification"):
+        attach_similarity_vectors(task_for("text-classification"), "unused", cast(Any, None), DataConfig(
+            train_file="train.tsv"), "fp32", Path("unused"))
 
 
 def test_each_student_layer_learns_from_the_teacher_layer_it_came_from(encoder_base: Path) -> None:

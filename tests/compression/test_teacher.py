@@ -23,7 +23,7 @@ from compression.training import (
     DistillationTrainer,
     distillation_loss,
     training_arguments,
-    with_teacher_logits,
+    with_precomputed_targets,
 )
 from compression.training_loop import TrainingLoop
 from service.runtime.errors import ConfigError
@@ -240,7 +240,7 @@ def test_token_level_logits_are_computed_once_and_teach_as_the_live_teacher(
                     prepared.task.output_names]
         np.testing.assert_allclose(feature[TEACHER_LOGITS], torch.cat(expected, dim=1).numpy(), atol=1e-5)
 
-    collate = with_teacher_logits(prepared.task.collator(prepared.tokenizer))
+    collate = with_precomputed_targets(prepared.task.collator(prepared.tokenizer))
     batch = collate(batch_features)
     assert batch[TEACHER_LOGITS].shape[:2] == batch["input_ids"].shape
     student = task_for(task_name).load_model(str(tmp_path / "student")).train()
