@@ -12,6 +12,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer, normalizers, pre_tokenizers
 
 from service.runtime.errors import BadInput
+from service.runtime.tasks.word_pieces import CachedWordPieces
 
 PAD_TOKENS = ("[PAD]", "<pad>")
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -116,33 +117,60 @@ def _encode_all(tokenizer: Tokenizer, texts: Sequence[TextInput], offsets: bool)
 
 class TextEncoder:
     """A task's tokenizing of texts and text pairs: its tokenizer, that tokenizer's `ascii_twin` for plain ASCII
-    texts, and `words_kept` to tokenize a long text from its first words only."""
+    texts, `words_kept` to tokenize a long text from its first words only, and for tasks that read token ids alone
+    `CachedWordPieces` for plain ASCII single texts."""
 
     def __init__(self, tokenizer: Tokenizer, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self._ascii_tokenizer = ascii_twin(tokenizer)
         self._words = words_kept(tokenizer)
+        self._word_pieces = CachedWordPieces.for_tokenizer(tokenizer, max_length)
 
-    def encode(self, texts: Sequence[TextInput], offsets: bool = True) -> list[Encoding]:
-        """Tokenize texts and text pairs; an input longer than `max_length` (possible only under reject) is refused.
+    def encode_ids(self, texts: Sequence[TextInput]) -> list[Encoded]:
+        """Token and type ids of texts and text pairs (no offsets), as `encode` gives them: plain ASCII single texts
+        from `CachedWordPieces` where the tokenizer has one, the others from the tokenizer."""
+        encodings: list[Encoded | None] = [
+            self._word_pieces.encode(text) if self._word_pieces is not None and isinstance(text, str)
+            and is_plain_ascii(text) else None
+            for text in texts
+        ]
+        others = [index for index, encoding in enumerate(encodings) if encoding is None]
+        if others:
+            for index, encoding in zip(others, self._encode([texts[i] for i in others], offsets=False), strict=True):
+                encodings[index] = encoding
+        done = [encoding for encoding in encodings if encoding is not None]
+        self._check_lengths(done)
+        return done
 
-        Without `offsets` (tasks that never map tokens back to characters), many texts are tokenized without tracking
-        the character offsets, which takes less CPU; the tokens are the same. The ASCII twin tokenizes the texts when
-        all of them are plain ASCII. Under truncation a long single text is tokenized from its first words only;
-        where that head did not fill the kept tokens (words of no tokens, such as control characters), the whole
-        text is tokenized again, so the result never differs from tokenizing every text whole."""
+    def encode(self, texts: Sequence[TextInput]) -> list[Encoding]:
+        """Tokenize texts and text pairs, with character offsets; an input longer than `max_length` (possible only
+        under reject) is refused."""
+        encodings = self._encode(texts, offsets=True)
+        self._check_lengths(encodings)
+        return encodings
+
+    def _encode(self, texts: Sequence[TextInput], offsets: bool) -> list[Encoding]:
+        """Tokenize with the tokenizer. Without `offsets` (tasks that never map tokens back to characters), many texts
+        are tokenized without tracking the character offsets, which takes less CPU; the tokens are the same. The
+        ASCII twin tokenizes the texts when all of them are plain ASCII. Under truncation a long single text is
+        tokenized from its first words only; where that head did not fill the kept tokens (words of no tokens, such
+        as control characters), the whole text is tokenized again, so the result never differs from tokenizing every
+        text whole."""
         tokenizer = tokenizer_for(texts, self.tokenizer, self._ascii_tokenizer)
         heads = [head(text, self._words) for text in texts]
         encodings = _encode_all(tokenizer, heads, offsets)
         for index, (text, cut) in enumerate(zip(texts, heads, strict=True)):
             if cut is not text and not encodings[index].overflowing:
                 encodings[index] = _encode_all(tokenizer, [text], offsets)[0]
+        return encodings
+
+    def _check_lengths(self, encodings: Sequence[Encoded]) -> None:
+        """BadInput for the first input longer than `max_length` (possible only under reject)."""
         for index, encoding in enumerate(encodings):
             if len(encoding.ids) > self.max_length:
                 raise BadInput(f"inputs[{index}] is {len(encoding.ids)} tokens long, more than the model's maximum "
                                f"of {self.max_length}")
-        return encodings
 
 
 def collate_encodings(encodings: Sequence[Encoded], input_names: Sequence[str], pad_id: int) -> dict[str, np.ndarray]:

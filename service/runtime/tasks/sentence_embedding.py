@@ -89,7 +89,7 @@ class SentenceEmbedding:
                 raise BadInput(f"inputs[{index}] must be a string")
             if not value.strip():
                 raise BadInput(f"inputs[{index}] is empty")
-        return list(self._encoder.encode([str(value) for value in inputs], offsets=False))
+        return self._encoder.encode_ids([str(value) for value in inputs])
 
     def _framed(self, index: int, value: object) -> Encoded:
         if not isinstance(value, TokenIds):

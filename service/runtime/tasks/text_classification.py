@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 from service.runtime.errors import BadInput
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import TextEncoder, TextInput, check_input_names, collate_encodings
+from service.runtime.tasks.encoding import Encoded, TextEncoder, TextInput, check_input_names, collate_encodings
 from service.runtime.tasks.signature import Answers, Signature, TensorSpec, numbers, strings
 from service.runtime.tasks.spec import TaskSpec
 
@@ -61,20 +61,20 @@ class TextClassification:
         self._labels = list(labels)
         self._input_names = check_input_names(input_names)
 
-    def preprocess(self, inputs: Sequence[object]) -> list[Encoding]:
+    def preprocess(self, inputs: Sequence[object]) -> list[Encoded]:
         """Validate texts and pairs and tokenize them; raises BadInput naming the offending input."""
         texts = [_check_input(index, value) for index, value in enumerate(inputs)]
-        return self._encoder.encode(texts, offsets=False)
+        return self._encoder.encode_ids(texts)
 
-    def tokens(self, item: Encoding) -> int:
+    def tokens(self, item: Encoded) -> int:
         """The text's length in tokens."""
         return len(item.ids)
 
-    def collate(self, items: Sequence[Encoding]) -> dict[str, np.ndarray]:
+    def collate(self, items: Sequence[Encoded]) -> dict[str, np.ndarray]:
         """Pad a batch of encodings to its longest."""
         return collate_encodings(items, self._input_names, self._pad_id)
 
-    def postprocess(self, item: Encoding, outputs: Sequence[np.ndarray], options: PredictOptions) -> dict[str, Any]:
+    def postprocess(self, item: Encoded, outputs: Sequence[np.ndarray], options: PredictOptions) -> dict[str, Any]:
         """Best label and score from the item's logits; with top_k, also the k best labels."""
         logits = outputs[0]
         if logits.shape != (len(self._labels),):
@@ -89,7 +89,7 @@ class TextClassification:
         return answer
 
     def answers(
-        self, items: Sequence[Encoding], outputs: Sequence[Sequence[np.ndarray]], options: PredictOptions
+        self, items: Sequence[Encoded], outputs: Sequence[Sequence[np.ndarray]], options: PredictOptions
     ) -> list[dict[str, Any]]:
         """One answer per item (each input is one item)."""
         return [self.postprocess(item, rows, options) for item, rows in zip(items, outputs, strict=True)]

@@ -65,13 +65,24 @@ class Framing:
         if outside:
             raise BadInput(f"inputs[{index}] has token ids outside the model's vocabulary (0 to "
                            f"{self._vocab_size - 1}): {outside[:5]}")
-        special = len(self._before) + len(self._after)
-        if self._truncate_to is not None:
-            ids = ids[: max(self._truncate_to - special, 0)]
-        length = len(ids) + special
-        if length > self._max_length:
-            raise BadInput(f"inputs[{index}] is {length} tokens long, more than the model's maximum of "
+        framed = self.framed(ids)
+        if len(framed.ids) > self._max_length:
+            raise BadInput(f"inputs[{index}] is {len(framed.ids)} tokens long, more than the model's maximum of "
                            f"{self._max_length}")
+        return framed
+
+    @property
+    def text_tokens_kept(self) -> int | None:
+        """How many of a text's tokens the tokenizer keeps beside the special tokens; None when it does not cut."""
+        if self._truncate_to is None:
+            return None
+        return max(self._truncate_to - len(self._before) - len(self._after), 0)
+
+    def framed(self, ids: list[int]) -> Framed:
+        """A text's ids framed with the special tokens, cut first where the tokenizer truncates (no checks)."""
+        kept = self.text_tokens_kept
+        if kept is not None:
+            ids = ids[:kept]
         return Framed(
             ids=self._before + ids + self._after,
             type_ids=self._before_types + [self._text_type] * len(ids) + self._after_types,

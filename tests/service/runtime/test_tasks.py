@@ -53,11 +53,11 @@ def test_many_texts_without_offsets_give_the_same_tokens(bert_dir: Path) -> None
     texts: list[TextInput] = [f"good movie number {index}" for index in range(SEQUENTIAL_TEXTS)]
     texts += [("bad movie", "great plot"), "the end"]  # past SEQUENTIAL_TEXTS: one batch call
     encoder = TextEncoder(tokenizer, card.max_length)
-    with_offsets, without = (encoder.encode(texts, offsets=flag) for flag in (True, False))
+    with_offsets, without = encoder.encode(texts), encoder.encode_ids(texts)
     assert [(e.ids, e.type_ids) for e in with_offsets] == [(e.ids, e.type_ids) for e in without]
     assert with_offsets[1].offsets[1] == (0, 4)  # "good": mapped back to its characters where asked
     with pytest.raises(BadInput, match=r"inputs\[9\] is 20\d tokens long"):
-        encoder.encode([*texts[:-1], LONG_TEXT], offsets=False)
+        encoder.encode_ids([*texts[:-1], LONG_TEXT])
 
 
 def test_collate_pads_to_the_longest_with_type_ids_for_pairs(bert_dir: Path) -> None:
