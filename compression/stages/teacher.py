@@ -69,7 +69,6 @@ class Store:
 
 LOGITS_STORE = Store("teacher_logits", TEACHER_LOGITS, LOGITS_STAGE, "teacher logits")
 SIMILARITY_STORE = Store("similarity_vectors", SIMILARITY_VECTORS, SIMILARITY_STAGE, "similarity teacher vectors")
-LOGITS_CACHE, LOGITS_PARTS = LOGITS_STORE.cache, LOGITS_STORE.parts
 
 
 @dataclass(frozen=True)
