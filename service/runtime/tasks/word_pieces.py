@@ -6,9 +6,10 @@ The word cache makes that cheaper than the tokenizers library for texts of commo
 words: 16 paragraphs of 67-182 tokens took 0.56 ms to tokenize and pad against 1.8 ms with `encode_batch_fast`, one
 short sentence 12 against 31 us (every word cached); the first 700 characters of 3,200 IMDB reviews, 16 at a time,
 1.17 ms against 2.5 ms from an empty cache (18,389 words cached by the end) and 0.82 ms on a second pass (scratch
-timings, 2 cores shared with a training run). The tokens are those of the tokenizer: `CachedWordPieces.for_tokenizer` builds one only
-for a tokenizer of that form and checks it against the tokenizer on a probe text; a text holding an added token
-(``[MASK]``, which the tokenizer matches before splitting words) is left to the tokenizer.
+timings, 2 cores shared with a training run). The tokens are those of the tokenizer:
+`CachedWordPieces.for_tokenizer` builds one only for a tokenizer of that form and checks it against the tokenizer on
+a probe text; a text holding an added token (``[MASK]``, which the tokenizer matches before splitting words) is left
+to the tokenizer.
 """
 
 from __future__ import annotations
