@@ -1,6 +1,8 @@
-"""What cutting long texts saves the server's tokenizing: a served model's `TextEncoder` (texts cut to the words that
-can reach the kept tokens) against the same tokenizers reading every text whole (the ASCII twin where every text of
-a call is plain ASCII, in both), in calls of a request's size, interleaved; checks that both give the same tokens.
+"""What the server's tokenizing of token-id tasks (text classification, sentence embedding) saves: a served model's
+`TextEncoder.encode_ids` (plain ASCII texts cut into cached word pieces up to the kept tokens, others cut to the words
+that can reach them) against the tokenizer reading every text whole (the ASCII twin where every text of a call is
+plain ASCII), in calls of a request's size, interleaved; checks that both give the same tokens (which also fills the
+word cache first).
 
     python tools/measure_tokenizing.py models/sentiment ../shared/data/imdb/train.csv.gz --batch 16
 """
@@ -15,16 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tokenizers import Encoding
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compression.data import load_texts
 from service.runtime.card import load_card
-from service.runtime.tasks.encoding import TextEncoder, ascii_twin, load_tokenizer, tokenizer_for
+from service.runtime.tasks.encoding import Encoded, TextEncoder, ascii_twin, load_tokenizer, tokenizer_for
 
 
-def milliseconds_per_batch(encode: Callable[[list[str]], list[Encoding]], batches: Sequence[list[str]]) -> float:
+def milliseconds_per_batch(encode: Callable[[list[str]], Sequence[Encoded]], batches: Sequence[list[str]]) -> float:
     """Mean milliseconds of one call over the batches."""
     started = time.perf_counter()
     for batch in batches:
@@ -40,8 +40,8 @@ def measure(model_dir: Path, texts: list[str], batch: int, batches: int, rounds:
     encoder, twin = TextEncoder(tokenizer, card.max_length), ascii_twin(tokenizer)
     drawn = random.Random(0).sample(texts, min(len(texts), batch * batches))
     calls = [drawn[i * batch : (i + 1) * batch] for i in range(len(drawn) // batch)]
-    ways: dict[str, Callable[[list[str]], list[Encoding]]] = {
-        "served": lambda texts: encoder.encode(texts, offsets=False),
+    ways: dict[str, Callable[[list[str]], Sequence[Encoded]]] = {
+        "served": encoder.encode_ids,
         "whole": lambda texts: tokenizer_for(texts, tokenizer, twin).encode_batch_fast(texts),
     }
     for call in calls:
