@@ -24,6 +24,8 @@ LOGITS_STAGE = "teacher_logits"
 """The teacher's logits of every training feature, computed once before the student trains."""
 SIMILARITY_STAGE = "similarity_vectors"
 """A second sentence encoder's vectors of every training text, computed once before the student trains."""
+BANK_STAGE = "teacher_vectors"
+"""The teacher's vectors of every training text, the bank of `distillation.bank_weight`, computed once."""
 QAT_STAGE = "qat"
 """Quantization-aware training after pruning."""
 

@@ -9,7 +9,8 @@ its own way, and the student learns from the logits attached to its own features
 answering, entities) compare outputs position by position and need a teacher that tokenizes as the student does;
 their logits are one row per token of the student's feature (for question answering the start and end logits as two
 columns). Sentence embeddings learn from the teacher's token states, which the teacher computes on every batch; a
-second encoder's vectors for their in-batch similarities (`attach_similarity_vectors`) are computed once like logits.
+second encoder's vectors for their in-batch similarities (`attach_similarity_vectors`) and the bank of the teacher's
+vectors of every training text (`teacher_bank`) are computed once like logits.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from compression.base_models import loading_from, resolve_base_model
 from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.finetune import TRAINING_INFO
-from compression.run_clock import LOGITS_STAGE, SIMILARITY_STAGE, RunClock
+from compression.run_clock import BANK_STAGE, LOGITS_STAGE, SIMILARITY_STAGE, RunClock
 from compression.stages.prepare import Prepared, score
 from compression.stages.record import TRAINED, TRAINING_RESULT, TrainingResult
 from compression.tasks import CompressionTask, DataConfig
@@ -49,10 +50,11 @@ TEACHER_TRAINING_KEYS = ("base_model", "settings", "train_examples", "validation
 
 @dataclass(frozen=True)
 class Store:
-    """Where a run directory keeps one kind of output computed before training, and the feature that carries it."""
+    """Where a run directory keeps one kind of output computed before training, and the feature that carries it (None:
+    kept apart from the features)."""
 
     name: str  # the cache file is name.npz, the chunks of an unfinished computation are in name.parts/
-    feature: str
+    feature: str | None
     clock_stage: str
     description: str
 
@@ -69,6 +71,7 @@ class Store:
 
 LOGITS_STORE = Store("teacher_logits", TEACHER_LOGITS, LOGITS_STAGE, "teacher logits")
 SIMILARITY_STORE = Store("similarity_vectors", SIMILARITY_VECTORS, SIMILARITY_STAGE, "similarity teacher vectors")
+BANK_STORE = Store("teacher_vectors", None, BANK_STAGE, "teacher vectors for the bank")
 
 
 @dataclass(frozen=True)
@@ -231,9 +234,21 @@ def attach_teacher_logits(
     teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path,
     store: Store = LOGITS_STORE,
 ) -> str:
-    """Put the teacher's logits of every training feature into it (the store's feature, ``teacher_logits``),
-    computed once per run directory: a resumed run reads them back when the teacher, its precision and what it reads
-    are the same. Returns how they were made, for the card."""
+    """Put the teacher's logits of every training feature into it (the store's feature, ``teacher_logits``), see
+    `precomputed_rows`. Returns how they were made, for the card."""
+    if store.feature is None:
+        raise ValueError(f"{store.description} are kept apart from the features")
+    for feature, row in zip(prepared.train, precomputed_rows(teacher, prepared, data_config, precision, run_dir, store),
+                            strict=True):
+        feature[store.feature] = row
+    return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"
+
+
+def precomputed_rows(
+    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path, store: Store,
+) -> list[np.ndarray]:
+    """The teacher's output rows of every training feature, computed once per run directory (the store's cache): a
+    resumed run reads them back when the teacher, its precision and what it reads are the same."""
     if teacher.own_tokenizer and len(prepared.train) != len(prepared.data.train):
         raise ValueError("a teacher with its own tokenizer needs one training feature per example")
     fingerprint = _fingerprint(teacher, prepared, data_config, precision)
@@ -246,9 +261,7 @@ def attach_teacher_logits(
         logits = _compute_logits(teacher, prepared, data_config, precision, parts, fingerprint, store)
         _write_cache(cache, fingerprint, logits)
         shutil.rmtree(parts, ignore_errors=True)  # none where there was nothing to compute
-    for feature, row in zip(prepared.train, logits, strict=True):
-        feature[store.feature] = row
-    return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"
+    return logits
 
 
 def attach_similarity_vectors(
@@ -262,6 +275,17 @@ def attach_similarity_vectors(
         raise ConfigError(f"distillation.similarity_teacher is for the sentence-embedding task, not {task.name}")
     attach_teacher_logits(load_teacher(task, path, prepared), prepared, data_config, precision, run_dir,
                           SIMILARITY_STORE)
+
+
+def teacher_bank(
+    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path
+) -> torch.Tensor:
+    """The teacher's vectors of every training text [texts, dim], computed once per run directory: the bank of
+    recipe ``distillation.bank_weight``."""
+    if prepared.task.name != EMBEDDING_SPEC.name:
+        raise ConfigError(f"distillation.bank_weight is for the sentence-embedding task, not {prepared.task.name}")
+    rows = precomputed_rows(teacher, prepared, data_config, precision, run_dir, BANK_STORE)
+    return torch.from_numpy(np.stack(rows))
 
 
 def teacher_training(path: str) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from transformers import PreTrainedModel
 
 from compression.micro_batches import check_micro_batches
@@ -20,10 +21,11 @@ from service.runtime.tasks.sentence_embedding import SPEC as EMBEDDING_SPEC
 
 def distillation_trainer(
     plan: Plan, loop: TrainingLoop, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None,
-    distils: bool, prepared: Prepared,
+    distils: bool, prepared: Prepared, bank: torch.Tensor | None = None,
 ) -> DistillationTrainer:
     """A Trainer for ``loop`` with the recipe's distillation; ``teacher`` runs on every batch, or is None where there
-    is none or its logits are in the features (``distils`` says whether a teacher teaches at all)."""
+    is none or its logits are in the features (``distils`` says whether a teacher teaches at all); ``bank``: the
+    teacher's vectors of the training texts, for ``distillation.bank_weight``."""
     distillation = plan.recipe.distillation
     evaluate = prepared.evaluation.in_trainer
     check_micro_batches(prepared.task.name, prepared.task.loss_averages_examples, loop.micro_batch_tokens)
@@ -34,7 +36,7 @@ def distillation_trainer(
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=distillation.hardness if distils else 0.0,
         temperature=distillation.temperature, embedding=embedding_targets(plan, student, teacher),
-        micro_batch_tokens=loop.micro_batch_tokens,
+        micro_batch_tokens=loop.micro_batch_tokens, bank=bank, bank_size=distillation.bank_size,
     )
 
 
@@ -46,13 +48,14 @@ def embedding_targets(plan: Plan, student: PreTrainedModel, teacher: PreTrainedM
     targets = EmbeddingTargets(
         loss=distillation.embedding_loss, token_states_weight=distillation.token_states_weight,
         layer_states_weight=distillation.layer_states_weight, similarity_weight=distillation.similarity_weight,
-        similarity_temperature=distillation.similarity_temperature,
+        similarity_temperature=distillation.similarity_temperature, bank_weight=distillation.bank_weight,
         teacher_layers=tuple(layers) if layers is not None else None,
     )
     if plan.data.task != EMBEDDING_SPEC.name:
-        if targets.token_states_weight or targets.layer_states_weight or targets.similarity_weight:
-            raise ConfigError("distillation.token_states_weight, layer_states_weight and similarity_weight are for "
-                              f"the sentence-embedding task, not {plan.data.task}")
+        if targets.token_states_weight or targets.layer_states_weight or targets.similarity_weight or \
+                targets.bank_weight:
+            raise ConfigError("distillation.token_states_weight, layer_states_weight, similarity_weight and "
+                              f"bank_weight are for the sentence-embedding task, not {plan.data.task}")
         return targets
     if teacher is None:
         return targets
