@@ -125,7 +125,6 @@ class DistillationRecipe(_Strict):
         "the in-batch similarities in place of the teacher's: a stronger model's ranking, while the student keeps the "
         "teacher's vector space"
     )
-
     bank_weight: float = Field(
         0.0, ge=0, description="sentence embedding: weight of KL divergence between the teacher's and the student's "
         "softmax over each text's cosine similarities to bank_size teacher vectors of training texts, drawn anew at "

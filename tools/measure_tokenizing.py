@@ -37,7 +37,7 @@ def measure(model_dir: Path, texts: list[str], batch: int, batches: int, rounds:
     `texts`; raises SystemExit if the two ways give other tokens."""
     card = load_card(model_dir)
     tokenizer, _ = load_tokenizer(model_dir / card.tokenizer, card.max_length, "truncate")
-    encoder, twin = TextEncoder(tokenizer, card.max_length), ascii_twin(tokenizer)
+    encoder, twin = TextEncoder(tokenizer, card.max_length, word_cache=True), ascii_twin(tokenizer)
     drawn = random.Random(0).sample(texts, min(len(texts), batch * batches))
     calls = [drawn[i * batch : (i + 1) * batch] for i in range(len(drawn) // batch)]
     ways: dict[str, Callable[[list[str]], Sequence[Encoded]]] = {

@@ -71,7 +71,7 @@ class SentenceEmbedding:
     def __init__(
         self, tokenizer: Tokenizer, pad_id: int, input_names: Sequence[str], max_length: int, normalize: bool
     ) -> None:
-        self._encoder = TextEncoder(tokenizer, max_length)
+        self._encoder = TextEncoder(tokenizer, max_length, word_cache=True)
         self._pad_id = pad_id
         self._input_names = check_input_names(input_names)
         self._normalize = normalize

@@ -56,7 +56,7 @@ class TextClassification:
     def __init__(
         self, tokenizer: Tokenizer, pad_id: int, labels: Sequence[str], input_names: Sequence[str], max_length: int
     ) -> None:
-        self._encoder = TextEncoder(tokenizer, max_length)
+        self._encoder = TextEncoder(tokenizer, max_length, word_cache=True)
         self._pad_id = pad_id
         self._labels = list(labels)
         self._input_names = check_input_names(input_names)

@@ -116,7 +116,7 @@ def _long_texts() -> list[TextInput]:
 @pytest.mark.parametrize("offsets", [True, False])
 def test_long_texts_give_the_tokens_of_the_whole_text(tokenizer: Tokenizer, count: int, offsets: bool) -> None:
     max_length = tokenizer.truncation["max_length"]
-    encoder = TextEncoder(tokenizer, max_length)
+    encoder = TextEncoder(tokenizer, max_length, word_cache=not offsets)
     for text in _long_texts():
         expected = _whole(tokenizer, text)
         if offsets:

@@ -52,7 +52,7 @@ def test_many_texts_without_offsets_give_the_same_tokens(bert_dir: Path) -> None
     tokenizer, _ = load_tokenizer(bert_dir / card.tokenizer, card.max_length, "reject")
     texts: list[TextInput] = [f"good movie number {index}" for index in range(SEQUENTIAL_TEXTS)]
     texts += [("bad movie", "great plot"), "the end"]  # past SEQUENTIAL_TEXTS: one batch call
-    encoder = TextEncoder(tokenizer, card.max_length)
+    encoder = TextEncoder(tokenizer, card.max_length, word_cache=True)
     with_offsets, without = encoder.encode(texts), encoder.encode_ids(texts)
     assert [(e.ids, e.type_ids) for e in with_offsets] == [(e.ids, e.type_ids) for e in without]
     assert with_offsets[1].offsets[1] == (0, 4)  # "good": mapped back to its characters where asked

@@ -63,7 +63,7 @@ def test_texts_holding_a_special_token_go_to_the_tokenizer() -> None:
     assert pieces is not None
     for text in ("a [MASK] here", "[CLS] and [SEP]", "lower [mask] too"):
         assert pieces.encode(text) is None
-    encoder = TextEncoder(tokenizer, 128)
+    encoder = TextEncoder(tokenizer, 128, word_cache=True)
     texts: list[TextInput] = ["the [MASK] of it", "Café", ("a pair", "of texts"), "plain text", "bell\x07"]
     assert [e.ids for e in encoder.encode_ids(texts)] == [
         (tokenizer.encode(text) if isinstance(text, str) else tokenizer.encode(*text)).ids for text in texts]
@@ -88,6 +88,6 @@ def test_the_cache_is_bounded_and_later_words_are_still_cut(monkeypatch: pytest.
 
 def test_too_long_texts_are_refused_under_reject_by_their_index() -> None:
     tokenizer: Tokenizer = load_tokenizer(SHIPPED_TOKENIZER, 128, "reject")[0]
-    encoder = TextEncoder(tokenizer, 128)
+    encoder = TextEncoder(tokenizer, 128, word_cache=True)
     with pytest.raises(BadInput, match=r"inputs\[1\] is 302 tokens long, more than the model's maximum of 128"):
         encoder.encode_ids(["short", "a " * 300])
