@@ -15,6 +15,7 @@ from compression.base_models import DEFAULT_BASE_MODEL, loading_from, resolve_ba
 from compression.export import model_input_names
 from compression.interruption import train_resumably
 from compression.micro_batches import check_micro_batches
+from compression.precision import runnable_precision
 from compression.run_clock import TRAINING_STAGE, RunClock, time_training
 from compression.tasks import DataConfig, task_for
 from compression.training import (
@@ -47,7 +48,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, resume from the last checkpoint if one exists, save the final model; return metrics."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    loop = config.loop
+    loop = config.loop.model_copy(update={"precision": runnable_precision(config.loop.precision)})
     data_config = replace(config.data, max_length=loop.max_length)
     task = task_for(data_config.task)
     if task.needs_teacher:

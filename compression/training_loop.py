@@ -37,7 +37,8 @@ class TrainingLoop(BaseModel):
     save_steps: int = Field(250, ge=1, description="checkpoint every N steps")
     precision: Precision = Field("fp32", description="fp32, or bf16: matrix products in bfloat16 under autocast, "
                                  "weights and optimizer state in fp32 (on a CPU with AMX-BF16: 1.9x faster for "
-                                 "all-mpnet-base-v2, no faster for all-MiniLM-L6-v2)")
+                                 "all-mpnet-base-v2, no faster for all-MiniLM-L6-v2); where bf16 would only be "
+                                 "emulated (no AVX512-BF16 or AMX) training runs in fp32 instead")
 
 
 FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 2.0, "warmup_ratio": 0.06, "weight_decay": 0.01, "save_steps": 500}

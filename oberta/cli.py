@@ -25,7 +25,8 @@ def _add_precision_argument(parser: argparse.ArgumentParser, default_help: str) 
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="training arithmetic: fp32, or bf16 (matrix products in bfloat16 under autocast, weights "
                         "and optimizer in fp32; on a CPU with AMX-BF16 1.9x faster for all-mpnet-base-v2, no faster "
-                        f"for all-MiniLM-L6-v2) ({default_help})")
+                        "for all-MiniLM-L6-v2; fp32 where the CPU lacks bfloat16 arithmetic, which bf16 would "
+                        f"emulate many times slower) ({default_help})")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -> None:

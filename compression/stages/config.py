@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from compression.precision import runnable_precision
 from compression.recipe import Recipe, with_overrides
 from compression.tasks import DataConfig
 
@@ -46,8 +47,12 @@ class Plan:
 
 
 def plan(config: CompressConfig) -> Plan:
-    """The effective recipe and data settings of a run (the config given is left as it was)."""
+    """The effective recipe and data settings of a run (the config given is left as it was); bf16 training becomes
+    fp32 on a machine without bfloat16 arithmetic."""
     recipe = with_overrides(config.recipe, config.overrides)
     for dotted, value in config.overrides.items():
         log.info("the command line overrides the recipe's %s: %s", dotted, value)
+    precision = runnable_precision(recipe.training.precision)
+    if precision != recipe.training.precision:
+        recipe = with_overrides(recipe, {"training.precision": precision})
     return Plan(recipe, replace(config.data, max_length=recipe.training.max_length), dict(config.overrides))
