@@ -11,6 +11,8 @@ import onnxruntime as ort
 import torch
 from transformers import PreTrainedModel
 
+from service.runtime.engines.onnxruntime_engine import exact_session
+
 Run = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 SERVED_BATCH = 16  # the largest batch the server runs by default and `oberta evaluate` scores with
 
@@ -57,8 +59,9 @@ def onnx_rows(
 ) -> list[list[np.ndarray]]:
     """Every feature's row of every output of an ONNX model (ONNX Runtime, CPU), in feature order, in batches of
     the served size: a dynamically quantized file computes its activation scales over the whole batch, so its
-    outputs, and its score, depend on the batch size (SST-2: 3 of 344 sentences differ between 16 and 64)."""
-    session = ort.InferenceSession(str(onnx_path), ort.SessionOptions(), providers=["CPUExecutionProvider"])
+    outputs, and its score, depend on the batch size (SST-2: 3 of 344 sentences differ between 16 and 64). INT8
+    products are exact as served, also on a CPU without VNNI (unsigned_weights.py)."""
+    session, _ = exact_session(Path(onnx_path), ort.SessionOptions())
     return engine_rows(lambda batch: session.run(None, batch), features, input_names, pad_id, batch_size)
 
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.runtime.engines.deepsparse_engine import deepsparse_support
+from service.runtime.graph.unsigned_weights import products_saturate
 from tests.serving import make_app, wait_ready
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -41,7 +42,9 @@ GOLDEN: dict[str, tuple[dict[str, Any], list[Any]]] = {
     ),
 }
 SHIPPED = [name for name in GOLDEN if (MODELS / name / "model.yaml").is_file()]
-ENGINES = ["onnxruntime", *(["deepsparse"] if deepsparse_support()[0] else [])]
+ENGINES = ["onnxruntime", *([pytest.param("deepsparse", marks=pytest.mark.skipif(
+    products_saturate(), reason="DeepSparse's INT8 results differ on a CPU without VNNI (registry.py)"))]
+    if deepsparse_support()[0] else [])]
 
 
 def _essentials(output: dict[str, Any]) -> Any:

@@ -1,13 +1,18 @@
-"""ONNX Runtime engine: one CPU InferenceSession with dynamic batch and sequence axes."""
+"""ONNX Runtime engine: one CPU InferenceSession with dynamic batch and sequence axes, its INT8 products exact."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
+from service.runtime.graph.unsigned_weights import exact_source
+
+log = logging.getLogger(__name__)
 
 
 class OnnxRuntimeEngine:
@@ -27,7 +32,7 @@ class OnnxRuntimeEngine:
         options.inter_op_num_threads = 1
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session, self._unsigned_weights = exact_session(Path(path), options)
         self._threads = threads
         self._spinning = spinning
         self._input_names = [node.name for node in self._session.get_inputs()]
@@ -44,5 +49,24 @@ class OnnxRuntimeEngine:
 
     def info(self) -> dict[str, Any]:
         """Version, thread count and whether idle threads spin."""
-        return {"version": ort.__version__, "intra_op_num_threads": self._threads or "default",
-                "spinning": self._spinning}
+        info: dict[str, Any] = {"version": ort.__version__, "intra_op_num_threads": self._threads or "default",
+                                "spinning": self._spinning}
+        if self._unsigned_weights:
+            info["exact_int8"] = f"{self._unsigned_weights} int8 weights run as uint8 (no VNNI on this CPU)"
+        return info
+
+
+def exact_session(path: Path, options: ort.SessionOptions) -> tuple[ort.InferenceSession, int]:
+    """A session of the file, with its int8 weights as uint8 where this CPU's int8 products saturate
+    (unsigned_weights.py; the file as it is if ONNX Runtime refuses the rewritten graph); with the number rewritten."""
+    source, rewritten = exact_source(path)
+    if rewritten:
+        try:
+            session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime raises its own unexported error types
+            log.warning("%s: ONNX Runtime refused its int8 weights as uint8 (%s); its int8 products may saturate on "
+                        "this CPU", path.name, exc)
+        else:
+            log.info("%s: %d int8 weights run as uint8, exact on this CPU without VNNI", path.name, rewritten)
+            return session, rewritten
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), 0
