@@ -15,6 +15,7 @@ import pytest
 from benchmarks.peer_openvino import openvino_missing
 from oberta.cli import main
 from service.runtime.engines.deepsparse_engine import deepsparse_support
+from service.runtime.graph.unsigned_weights import products_saturate
 
 REPO = Path(__file__).resolve().parents[2]
 SPARSE_MODEL = REPO / "models" / "sentiment"
@@ -66,6 +67,9 @@ def test_bench_engines_writes_sane_reports_for_the_dense_peers_the_sparse_model_
         assert r["vs_dense_fp32_onnxruntime"] > 0
     for deepsparse in (r for r in results if r["engine"] == "deepsparse"):
         assert 0 < deepsparse["engine_info"]["fraction_of_supported_ops"] <= 1
+    exact = {(r["model"], r["engine"]) for r in results if "exact_int8" in r["engine_info"]}
+    served = {("sparse-int8", "onnxruntime"), ("ner-candidate", "onnxruntime")}
+    assert exact == (served if products_saturate() else set())  # the dense peers run as users would run them
     (ort_optimized,) = [r for r in results if r["engine"] == "ort-optimized"]
     assert ort_optimized["engine_info"]["fused"]["SkipLayerNormalization"] == 12  # 6 layers, 2 each
     (ort_fused,) = [r for r in results if r["engine"] == "ort-fused"]

@@ -136,6 +136,7 @@ def test_the_engine_says_when_it_rewrote_weights(tmp_path: Path, monkeypatch: py
     engine = OnnxRuntimeEngine(path, threads=1)
     assert engine.info()["exact_int8"] == "1 int8 weights run as uint8 (no VNNI on this CPU)"
     assert np.array_equal(engine.run({"A": activations})[0], exact)
+    assert "exact_int8" not in OnnxRuntimeEngine(path, threads=1, exact_int8=False).info()  # the file as it is
     monkeypatch.setattr(module, "products_saturate", lambda: False)
     assert "exact_int8" not in OnnxRuntimeEngine(path, threads=1).info()
 
