@@ -11,15 +11,22 @@ from pathlib import Path
 from typing import Any
 
 
+def instruction_sets(flags: list[str]) -> str:
+    """What decides INT8 speed and exactness, from /proc/cpuinfo's flags: "AVX-512, VNNI", "AVX2, no VNNI", ..."""
+    width = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    vnni = "VNNI" if {"avx512_vnni", "avx_vnni"}.intersection(flags) else "no VNNI"
+    return f"{width}, {vnni}" + (", AMX" if "amx_int8" in flags else "")
+
+
 def machine() -> dict[str, Any]:
-    """CPU model, core count and software versions of this machine."""
+    """CPU model (with its INT8 instruction sets, on Linux), core count and software versions of this machine."""
     cpu = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        lines = cpuinfo.read_text().splitlines()
+        name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
+        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+        cpu = f"{name} ({instruction_sets(flags)})" if flags is not None else name
     versions = {}
     for package in ("onnxruntime", "deepsparse", "openvino", "nncf", "torch"):
         try:  # from the installed metadata: importing nncf alone takes seconds and imports torch
