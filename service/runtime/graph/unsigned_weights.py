@@ -95,6 +95,9 @@ def exact_source(path: Path) -> tuple[str | bytes, int]:
     int8 weights, the rewritten model's bytes; with the number of weights rewritten."""
     if not products_saturate():
         return str(path), 0
-    model = onnx.load(str(path))
+    try:
+        model = onnx.load(str(path))
+    except Exception:  # not a readable ONNX file: ONNX Runtime then says so, naming it
+        return str(path), 0
     rewritten = unsigned_weights(model)
     return (model.SerializeToString(), rewritten) if rewritten else (str(path), 0)

@@ -153,3 +153,10 @@ def test_auto_serves_int8_models_on_onnx_runtime_where_products_saturate(
     assert choose_engine("deepsparse", int8) == ("deepsparse", "configured")
     monkeypatch.setattr(engine_registry, "products_saturate", lambda: False)
     assert choose_engine("auto", int8)[0] == "deepsparse"
+
+
+def test_an_unreadable_file_is_left_to_onnx_runtime_to_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(module, "products_saturate", lambda: True)
+    corrupt = tmp_path / "model.onnx"
+    corrupt.write_bytes(b"this is not an ONNX file")
+    assert module.exact_source(corrupt) == (str(corrupt), 0)
