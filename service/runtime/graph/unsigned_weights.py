@@ -22,8 +22,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-WEIGHT_SLOTS = {"MatMulInteger": (1, 3), "QAttention": (1, 7)}
-"""Per operator: the input holding the quantized weight, and the one holding its zero point."""
+WEIGHT_SLOTS = {"MatMulInteger": (1, 3), "QAttention": (1, 7), "QLinearMatMul": (3, 5), "QGemm": (3, 5),
+                "MatMulIntegerToFloat": (1, 5), "DynamicQuantizeMatMul": (1, 3)}
+"""Per operator (ONNX's and ONNX Runtime's uint8 x int8 products): the input holding the quantized weight, and the one
+holding its zero point. Weights read through DequantizeLinear (QDQ files) are not rewritten."""
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 """CPU flags (Linux /proc/cpuinfo) under which ONNX Runtime's uint8 x int8 products are exact."""
 SHIFT = 128
@@ -60,7 +62,7 @@ def _shift(tensor: onnx.TensorProto) -> None:
 
 
 def unsigned_weights(model: onnx.ModelProto) -> int:
-    """Rewrite, in place, each int8 weight initializer of MatMulInteger and QAttention and its zero point (128 where
+    """Rewrite, in place, each int8 weight initializer of the WEIGHT_SLOTS operators and its zero point (128 where
     it had none) as uint8 plus 128: the same integers. A weight or zero point that anything else also reads is left as
     it is. Returns the number of weights rewritten."""
     graph = model.graph

@@ -160,3 +160,61 @@ def test_an_unreadable_file_is_left_to_onnx_runtime_to_name(tmp_path: Path, monk
     corrupt = tmp_path / "model.onnx"
     corrupt.write_bytes(b"this is not an ONNX file")
     assert module.exact_source(corrupt) == (str(corrupt), 0)
+
+
+def _float(name: str, value: float) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(value, np.float32), name)
+
+
+def _operator_model(op: str, weight: np.ndarray) -> tuple[onnx.ModelProto, TensorProto.DataType]:
+    """One quantized product with the int8 initializer W [K, N] as its weight; its input A (uint8 [rows, K], float
+    for DynamicQuantizeMatMul) and the type of its output. Scales are powers of two, so float results are exact."""
+    inputs = {
+        "QLinearMatMul": ["A", "a_scale", "a_zero", "W", "w_scale", "w_zero", "y_scale", "y_zero"],
+        "QGemm": ["A", "a_scale", "a_zero", "W", "w_scale", "w_zero"],
+        "MatMulIntegerToFloat": ["A", "W", "a_scale", "w_scale", "a_zero", "w_zero"],
+        "DynamicQuantizeMatMul": ["A", "W", "w_scale", "w_zero"],
+    }[op]
+    initializers = [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array(0, np.int8), "w_zero"),
+                    numpy_helper.from_array(np.array(0, np.uint8), "a_zero"), _float("a_scale", 2.0**-4),
+                    _float("w_scale", 2.0**-6), _float("y_scale", 16.0),
+                    numpy_helper.from_array(np.array(128, np.uint8), "y_zero")]
+    initializers = [tensor for tensor in initializers if tensor.name in inputs]
+    domain = "" if op == "QLinearMatMul" else "com.microsoft"
+    a_type = TensorProto.FLOAT if op == "DynamicQuantizeMatMul" else TensorProto.UINT8
+    y_type = TensorProto.UINT8 if op == "QLinearMatMul" else TensorProto.FLOAT
+    graph = helper.make_graph([helper.make_node(op, inputs, ["Y"], domain=domain)], "g",
+                              [helper.make_tensor_value_info("A", a_type, [None, K])],
+                              [helper.make_tensor_value_info("Y", y_type, [None, N])], initializers)
+    opsets = [helper.make_opsetid("", 14), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets), y_type
+
+
+OPERATORS = ["QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"]
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_each_operators_rewritten_weights_keep_its_outputs(op: str) -> None:
+    """Weights within +-60 cannot saturate: the rewritten graph computes exactly what the original does."""
+    rng = np.random.default_rng(2)
+    model, y_type = _operator_model(op, rng.integers(-60, 61, size=(K, N), dtype=np.int8))
+    activations = rng.integers(0, 256, size=(4, K), dtype=np.uint8)
+    feed = {"A": activations.astype(np.float32) / 16 if y_type == TensorProto.FLOAT and op.startswith("Dynamic")
+            else activations}
+    before = _run(model, feed)
+    assert unsigned_weights(model) == 1
+    assert np.array_equal(_run(model, feed), before)
+
+
+@pytest.mark.parametrize("op", ["QGemm", "MatMulIntegerToFloat", "QLinearMatMul"])
+def test_each_operators_rewritten_weights_give_the_exact_products(op: str) -> None:
+    activations, weight, exact = _saturating_case()
+    model, y_type = _operator_model(op, weight)
+    assert unsigned_weights(model) == 1
+    scaled = exact * 2.0**-10  # a_scale x w_scale
+    if y_type == TensorProto.UINT8:  # requantized with y_scale 16 around 128
+        expected = np.clip(np.round(scaled / 16) + 128, 0, 255)
+        assert 0 < expected.min() and expected.max() < 255  # not clipped: the products decide every output
+        assert np.abs(_run(model, {"A": activations}).astype(np.int64) - expected).max() <= 1  # ties may round up
+    else:
+        np.testing.assert_array_equal(_run(model, {"A": activations}), scaled.astype(np.float32))
