@@ -22,7 +22,9 @@ from compression.evaluate import SERVED_BATCH, engine_rows
 from compression.tasks import DataConfig, Evaluation, PreparedData, task_for
 from service.runtime.card import EngineName, ModelCard, load_card
 from service.runtime.engines import Engine, EngineOptions
+from service.runtime.engines.registry import INEXACT_DEEPSPARSE
 from service.runtime.errors import ConfigError, MissingPackage
+from service.runtime.graph.unsigned_weights import products_saturate
 
 log = logging.getLogger(__name__)
 ENGINE_ORDER: tuple[EngineName, ...] = ("onnxruntime", "deepsparse")
@@ -77,6 +79,8 @@ def load_engine(runtime: EngineName, path: Path, card: ModelCard, threads: int |
     usable, reason = deepsparse_support()
     if not usable:
         raise MissingPackage(f"--engine deepsparse: {reason}")
+    if card.precision == "int8" and products_saturate():
+        log.warning("--engine deepsparse: %s", INEXACT_DEEPSPARSE)
     engine = DeepSparseEngine(path, EngineOptions(max_length=card.max_length, max_batch_size=SERVED_BATCH,
                                                   threads=threads))
     while engine.compile_next():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,13 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from compression import served_evaluation
 from compression.data import load_examples
 from oberta.cli import main
 from service.runtime.card import load_card, save_card
 from service.runtime.engines.deepsparse_engine import deepsparse_support
 from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
+from service.runtime.engines.registry import INEXACT_DEEPSPARSE
 from service.runtime.tasks import PredictOptions, build_task
 from service.runtime.tasks.encoding import load_tokenizer
 from tests.tiny_models import make_tiny_model_dir
@@ -97,6 +100,20 @@ def test_the_deepsparse_file_runs_on_deepsparse(
     assert 0 < on_deepsparse["engine_info"]["fraction_of_supported_ops"] <= 1
     # every shape compiled first: batches of 1 and 16 at each sequence bucket up to the card's max_length, 64
     assert on_deepsparse["engine_info"]["compiled_shapes"] == [[1, 32], [1, 64], [16, 32], [16, 64]]
+
+
+@pytest.mark.skipif(not DEEPSPARSE_USABLE, reason=DEEPSPARSE_REASON)
+def test_deepsparse_asked_for_an_int8_model_on_a_cpu_without_vnni_warns(
+    two_file_classifier: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(served_evaluation, "products_saturate", lambda: True)
+    card = load_card(two_file_classifier)
+    path = two_file_classifier / card.files["deepsparse"]
+    with caplog.at_level(logging.WARNING, logger="compression.served_evaluation"):
+        served_evaluation.load_engine("deepsparse", path, card, threads=1)
+        assert not caplog.records  # an FP32 model computes no integer products
+        served_evaluation.load_engine("deepsparse", path, card.model_copy(update={"precision": "int8"}), threads=1)
+    assert [record.getMessage() for record in caplog.records] == [f"--engine deepsparse: {INEXACT_DEEPSPARSE}"]
 
 
 def test_a_sentence_embedding_model_gets_sts_and_retrieval(
