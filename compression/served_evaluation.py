@@ -22,9 +22,8 @@ from compression.evaluate import SERVED_BATCH, engine_rows
 from compression.tasks import DataConfig, Evaluation, PreparedData, task_for
 from service.runtime.card import EngineName, ModelCard, load_card
 from service.runtime.engines import Engine, EngineOptions
-from service.runtime.engines.registry import INEXACT_DEEPSPARSE
+from service.runtime.engines.registry import INEXACT_DEEPSPARSE, deepsparse_inexact
 from service.runtime.errors import ConfigError, MissingPackage
-from service.runtime.graph.unsigned_weights import products_saturate
 
 log = logging.getLogger(__name__)
 ENGINE_ORDER: tuple[EngineName, ...] = ("onnxruntime", "deepsparse")
@@ -79,7 +78,7 @@ def load_engine(runtime: EngineName, path: Path, card: ModelCard, threads: int |
     usable, reason = deepsparse_support()
     if not usable:
         raise MissingPackage(f"--engine deepsparse: {reason}")
-    if card.precision == "int8" and products_saturate():
+    if deepsparse_inexact(card):
         log.warning("--engine deepsparse: %s", INEXACT_DEEPSPARSE)
     engine = DeepSparseEngine(path, EngineOptions(max_length=card.max_length, max_batch_size=SERVED_BATCH,
                                                   threads=threads))

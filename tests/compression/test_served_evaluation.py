@@ -106,7 +106,7 @@ def test_the_deepsparse_file_runs_on_deepsparse(
 def test_deepsparse_asked_for_an_int8_model_on_a_cpu_without_vnni_warns(
     two_file_classifier: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(served_evaluation, "products_saturate", lambda: True)
+    monkeypatch.setattr("service.runtime.engines.registry.products_saturate", lambda: True)
     card = load_card(two_file_classifier)
     path = two_file_classifier / card.files["deepsparse"]
     with caplog.at_level(logging.WARNING, logger="compression.served_evaluation"):

@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 INEXACT_DEEPSPARSE = ("this CPU has no VNNI: DeepSparse's INT8 results differ from the graph's there (the sentiment "
                       "model scored 86.3% against 88.7% on an AVX2 AMD EPYC), ONNX Runtime's are exact")
 EngineLoader = Callable[[Path, EngineOptions], Engine]
+
+
+def deepsparse_inexact(card: ModelCard) -> bool:
+    """Whether DeepSparse would compute this model's integer products inexactly here (INT8 on a CPU without VNNI)."""
+    return card.precision == "int8" and products_saturate()
 EngineFactory = Callable[[EngineChoice, Path, ModelCard, EngineOptions], Engine]
 
 
@@ -64,7 +69,7 @@ def choose_engine(choice: EngineChoice, card: ModelCard) -> tuple[EngineName, st
     if "deepsparse" not in card.files:
         return "onnxruntime", "the model card lists no deepsparse file"
     usable, reason = _deepsparse_support()
-    if usable and card.precision == "int8" and "onnxruntime" in card.files and products_saturate():
+    if usable and "onnxruntime" in card.files and deepsparse_inexact(card):
         return "onnxruntime", INEXACT_DEEPSPARSE
     if usable:
         return "deepsparse", reason
@@ -111,7 +116,7 @@ def load_engine(choice: EngineChoice, model_dir: Path, card: ModelCard, options:
     (selection.py); without an ONNX Runtime file, a DeepSparse compile failure is raised, else it falls back.
     """
     name, reason = choose_engine(choice, card)
-    if name == "deepsparse" and card.precision == "int8" and products_saturate():
+    if name == "deepsparse" and deepsparse_inexact(card):
         logger.warning("model %s: %s", card.name, INEXACT_DEEPSPARSE)
     if choice == "auto" and name == "deepsparse" and "onnxruntime" in card.files:
         logger.info("model %s: timing deepsparse against onnxruntime (%s)", card.name, reason)
