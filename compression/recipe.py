@@ -133,18 +133,11 @@ class DistillationRecipe(_Strict):
     )
     bank_size: int = Field(4096, ge=2, description="sentence embedding: teacher vectors each text is compared with "
                            "for bank_weight (at most the training texts)")
-    neighbour_batches: bool = Field(
-        False, description="sentence embedding: build each training batch from a random text and the unused texts "
-        "nearest to it by the teacher's vectors of every training text (computed once per run), in place of batches "
-        "grouped by length, so that the in-batch similarities rank close texts, as retrieval must"
-    )
 
     @model_validator(mode="after")
     def _check(self) -> DistillationRecipe:
         if self.similarity_teacher is not None and not self.similarity_weight:
             raise ValueError("similarity_teacher gives the targets of the in-batch similarities: set similarity_weight")
-        if self.neighbour_batches and not self.similarity_weight:
-            raise ValueError("neighbour_batches serve the in-batch similarities: set similarity_weight")
         return self
 
 

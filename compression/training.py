@@ -24,7 +24,6 @@ from transformers.utils import is_torch_tf32_available
 
 from compression.embedding_model import SentenceEmbeddingOutput
 from compression.micro_batches import row_count, split_rows
-from compression.neighbour_batches import PART_TOKENS, NeighbourBatchSampler, forward_in_length_parts
 from compression.progress import use_steady_progress
 from compression.recipe import EmbeddingLoss
 from compression.training_loop import TrainingLoop
@@ -309,8 +308,7 @@ class DistillationTrainer(Trainer):
     features carry ``teacher_logits`` (computed once before training, see `compression.stages.teacher`); a sentence
     embedding batch may carry ``similarity_vectors``, another encoder's targets for the in-batch similarities, and
     ``bank`` holds the teacher's vectors of the training texts, of which ``bank_size`` are drawn at every step
-    (seeded by the step, so a resumed run draws as the uninterrupted one); ``neighbours``, the same vectors, make the
-    training batches of neighbours (`compression.neighbour_batches`).
+    (seeded by the step, so a resumed run draws as the uninterrupted one).
     ``hardness`` is the weight of the distillation term: 1.0 uses the teacher alone, 0.0 the labels alone; a model
     without a loss of its own (sentence embedding) learns from the teacher alone. Without either it is a plain
     Trainer. ``micro_batch_tokens`` runs each training batch in parts of rows (`compression.micro_batches`).
@@ -326,7 +324,6 @@ class DistillationTrainer(Trainer):
         micro_batch_tokens: int | None = None,
         bank: torch.Tensor | None = None,
         bank_size: int = 4096,
-        neighbours: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -338,7 +335,6 @@ class DistillationTrainer(Trainer):
         self.micro_batch_tokens = micro_batch_tokens
         self._part_weight = 1.0  # the share of the batch's rows in the part being trained
         self.bank, self.bank_size = bank, bank_size
-        self.neighbours = neighbours
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
@@ -350,12 +346,10 @@ class DistillationTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        if self.neighbours is not None:
-            return NeighbourBatchSampler(self.neighbours, batch, self.args.seed)
         if self.args.train_sampling_strategy != "group_by_length" or dataset is None:
             return super()._get_train_sampler(train_dataset)
         lengths = [len(feature["input_ids"]) for feature in dataset]  # type: ignore[attr-defined,union-attr]
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
         return SeededLengthGroupedSampler(lengths, batch, self.args.seed)
 
     def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
@@ -383,13 +377,7 @@ class DistillationTrainer(Trainer):
         if self.teacher.device != device:
             self.teacher.to(device)  # type: ignore[arg-type]  # transformers types Module.to too narrowly
         with torch.no_grad():
-            return self._forward(self.teacher, inputs)
-
-    def _forward(self, model: Any, inputs: dict[str, torch.Tensor]) -> Any:
-        """``model`` on the batch; a batch of neighbours in parts of similar length (`forward_in_length_parts`)."""
-        if self.neighbours is not None:
-            return forward_in_length_parts(model, inputs, PART_TOKENS, **self._forward_options)
-        return model(**inputs, **self._forward_options)
+            return self.teacher(**inputs, **self._forward_options)
 
     def training_step(
         self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
@@ -426,7 +414,7 @@ class DistillationTrainer(Trainer):
     ) -> Any:
         precomputed = inputs.pop(TEACHER_LOGITS, None)
         references = EmbeddingReferences(inputs.pop(SIMILARITY_VECTORS, None), self._bank_draw())
-        outputs = self._forward(model, inputs)
+        outputs = model(**inputs, **self._forward_options)
         loss = outputs.loss
         teacher_outputs = (self._teacher_outputs(inputs, precomputed, outputs) if model.training or loss is None
                            else None)

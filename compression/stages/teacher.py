@@ -10,7 +10,7 @@ answering, entities) compare outputs position by position and need a teacher tha
 their logits are one row per token of the student's feature (for question answering the start and end logits as two
 columns). Sentence embeddings learn from the teacher's token states, which the teacher computes on every batch; a
 second encoder's vectors for their in-batch similarities (`attach_similarity_vectors`) and the bank of the teacher's
-vectors of every training text (`teacher_vectors_of_training_texts`) are computed once like logits.
+vectors of every training text (`teacher_bank`) are computed once like logits.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Store:
 
 LOGITS_STORE = Store("teacher_logits", TEACHER_LOGITS, LOGITS_STAGE, "teacher logits")
 SIMILARITY_STORE = Store("similarity_vectors", SIMILARITY_VECTORS, SIMILARITY_STAGE, "similarity teacher vectors")
-BANK_STORE = Store("teacher_vectors", None, BANK_STAGE, "teacher vectors of the training texts")
+BANK_STORE = Store("teacher_vectors", None, BANK_STAGE, "teacher vectors for the bank")
 
 
 @dataclass(frozen=True)
@@ -277,14 +277,13 @@ def attach_similarity_vectors(
                           SIMILARITY_STORE)
 
 
-def teacher_vectors_of_training_texts(
+def teacher_bank(
     teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path
 ) -> torch.Tensor:
     """The teacher's vectors of every training text [texts, dim], computed once per run directory: the bank of
-    recipe ``distillation.bank_weight`` and the neighbours of ``distillation.neighbour_batches``."""
+    recipe ``distillation.bank_weight``."""
     if prepared.task.name != EMBEDDING_SPEC.name:
-        raise ConfigError("distillation.bank_weight and neighbour_batches are for the sentence-embedding task, not "
-                          f"{prepared.task.name}")
+        raise ConfigError(f"distillation.bank_weight is for the sentence-embedding task, not {prepared.task.name}")
     rows = precomputed_rows(teacher, prepared, data_config, precision, run_dir, BANK_STORE)
     return torch.from_numpy(np.stack(rows))
 

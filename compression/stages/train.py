@@ -26,9 +26,9 @@ from compression.stages.teacher import (
     attach_teacher_logits,
     load_teacher,
     precomputes_logits,
+    teacher_bank,
     teacher_score,
     teacher_training,
-    teacher_vectors_of_training_texts,
 )
 from compression.stages.trainer import distillation_trainer
 from compression.structure import Removed, keep_layers, prune_structures
@@ -83,7 +83,7 @@ def _compact_structures(student: PreTrainedModel, output: Path, resumed: bool) -
 
 def _trainer(
     plan: Plan, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None, distils: bool,
-    prepared: Prepared, removed_weights: dict[str, int], teacher_vectors: torch.Tensor | None,
+    prepared: Prepared, removed_weights: dict[str, int], bank: torch.Tensor | None,
 ) -> tuple[DistillationTrainer, PruningCallback]:
     """The pruning run's Trainer with the pruning callback attached (see `distillation_trainer`)."""
     recipe, seed = plan.recipe, plan.data.seed
@@ -94,8 +94,7 @@ def _trainer(
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
         block_size=pruning.obs.block_size, damp=pruning.obs.damp, removed_weights=removed_weights,
     )
-    trainer = distillation_trainer(plan, recipe.training, output_dir, student, teacher, distils, prepared,
-                                   teacher_vectors)
+    trainer = distillation_trainer(plan, recipe.training, output_dir, student, teacher, distils, prepared, bank)
 
     def samplers(draw: int) -> GradientSampler:
         return GradientSampler(
@@ -149,16 +148,15 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     if recipe.distillation.similarity_teacher is not None:
         attach_similarity_vectors(task, recipe.distillation.similarity_teacher, prepared, plan.data,
                                   recipe.training.precision, output)
-    teacher_vectors = None
-    if (recipe.distillation.bank_weight or recipe.distillation.neighbour_batches) and teacher is not None:
-        teacher_vectors = teacher_vectors_of_training_texts(teacher, prepared, plan.data, recipe.training.precision,
-                                                            output)
+    bank = None
+    if recipe.distillation.bank_weight and teacher is not None:
+        bank = teacher_bank(teacher, prepared, plan.data, recipe.training.precision, output)
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
 
     live_teacher = teacher.model if teacher is not None and teacher_logits is None else None
     trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared,
-                                 compaction.removed_weights if compaction is not None else {}, teacher_vectors)
+                                 compaction.removed_weights if compaction is not None else {}, bank)
     clock = RunClock(output)
     time_training(trainer, clock, TRAINING_STAGE, resumed=resume is not None)
     train_resumably(trainer, resume)
@@ -200,8 +198,7 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     result.save(output)
     if recipe.quantization.method != "qat":
         return Trained(student, prepared, result)
-    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None, clock,
-                                   teacher_vectors)
+    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None, clock, bank)
     result = TrainingResult(metrics={**metrics, **qat.metrics},
                             build=record.model_copy(update={"qat": qat.record, "wall_clock": clock.record()}))
     result.save(output)

@@ -21,11 +21,11 @@ from service.runtime.tasks.sentence_embedding import SPEC as EMBEDDING_SPEC
 
 def distillation_trainer(
     plan: Plan, loop: TrainingLoop, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None,
-    distils: bool, prepared: Prepared, teacher_vectors: torch.Tensor | None = None,
+    distils: bool, prepared: Prepared, bank: torch.Tensor | None = None,
 ) -> DistillationTrainer:
     """A Trainer for ``loop`` with the recipe's distillation; ``teacher`` runs on every batch, or is None where there
-    is none or its logits are in the features (``distils`` says whether a teacher teaches at all); ``teacher_vectors``:
-    the teacher's vectors of the training texts, for ``distillation.bank_weight`` and ``neighbour_batches``."""
+    is none or its logits are in the features (``distils`` says whether a teacher teaches at all); ``bank``: the
+    teacher's vectors of the training texts, for ``distillation.bank_weight``."""
     distillation = plan.recipe.distillation
     evaluate = prepared.evaluation.in_trainer
     check_micro_batches(prepared.task.name, prepared.task.loss_averages_examples, loop.micro_batch_tokens)
@@ -36,9 +36,7 @@ def distillation_trainer(
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=distillation.hardness if distils else 0.0,
         temperature=distillation.temperature, embedding=embedding_targets(plan, student, teacher),
-        micro_batch_tokens=loop.micro_batch_tokens,
-        bank=teacher_vectors if distillation.bank_weight else None, bank_size=distillation.bank_size,
-        neighbours=teacher_vectors if distillation.neighbour_batches else None,
+        micro_batch_tokens=loop.micro_batch_tokens, bank=bank, bank_size=distillation.bank_size,
     )
 
 
