@@ -21,12 +21,12 @@ logger = logging.getLogger(__name__)
 INEXACT_DEEPSPARSE = ("this CPU has no VNNI: DeepSparse's INT8 results differ from the graph's there (the sentiment "
                       "model scored 86.3% against 88.7% on an AVX2 AMD EPYC), ONNX Runtime's are exact")
 EngineLoader = Callable[[Path, EngineOptions], Engine]
+EngineFactory = Callable[[EngineChoice, Path, ModelCard, EngineOptions], Engine]
 
 
 def deepsparse_inexact(card: ModelCard) -> bool:
     """Whether DeepSparse would compute this model's integer products inexactly here (INT8 on a CPU without VNNI)."""
     return card.precision == "int8" and products_saturate()
-EngineFactory = Callable[[EngineChoice, Path, ModelCard, EngineOptions], Engine]
 
 
 def _load_onnxruntime(path: Path, options: EngineOptions) -> Engine:
