@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from service.runtime.cpu import cpuinfo_field
+
 
 def instruction_sets(flags: list[str]) -> str:
     """What decides INT8 speed and exactness, from /proc/cpuinfo's flags: "AVX-512, VNNI", "AVX2, no VNNI", ..."""
@@ -20,13 +22,10 @@ def instruction_sets(flags: list[str]) -> str:
 
 def machine() -> dict[str, Any]:
     """CPU model (with its INT8 instruction sets, on Linux), core count and software versions of this machine."""
-    cpu = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        lines = cpuinfo.read_text().splitlines()
-        name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
-        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
-        cpu = f"{name} ({instruction_sets(flags)})" if flags is not None else name
+    cpu = cpuinfo_field("model name") or platform.processor() or "unknown"
+    flags = cpuinfo_field("flags")
+    if flags is not None:
+        cpu = f"{cpu} ({instruction_sets(flags.split())})"
     versions = {}
     for package in ("onnxruntime", "deepsparse", "openvino", "nncf", "torch"):
         try:  # from the installed metadata: importing nncf alone takes seconds and imports torch

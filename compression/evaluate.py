@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from transformers import PreTrainedModel
 
-from service.runtime.engines.onnxruntime_engine import exact_session
+from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 
 Run = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 SERVED_BATCH = 16  # the largest batch the server runs by default and `oberta evaluate` scores with
@@ -60,9 +59,9 @@ def onnx_rows(
     """Every feature's row of every output of an ONNX model (ONNX Runtime, CPU), in feature order, in batches of
     the served size: a dynamically quantized file computes its activation scales over the whole batch, so its
     outputs, and its score, depend on the batch size (SST-2: 3 of 344 sentences differ between 16 and 64). INT8
-    products are exact as served, also on a CPU without VNNI (unsigned_weights.py)."""
-    session, _ = exact_session(Path(onnx_path), ort.SessionOptions())
-    return engine_rows(lambda batch: session.run(None, batch), features, input_names, pad_id, batch_size)
+    products are exact as served, also on a CPU without VNNI (onnxruntime_engine.EXACT_PRODUCTS)."""
+    engine = OnnxRuntimeEngine(onnx_path, spinning=True)  # back-to-back batches
+    return engine_rows(engine.run, features, input_names, pad_id, batch_size)
 
 
 @torch.no_grad()

@@ -14,8 +14,8 @@ import pytest
 
 from benchmarks.peer_openvino import openvino_missing
 from oberta.cli import main
+from service.runtime.cpu import products_saturate
 from service.runtime.engines.deepsparse_engine import deepsparse_support
-from service.runtime.graph.unsigned_weights import products_saturate
 
 REPO = Path(__file__).resolve().parents[2]
 SPARSE_MODEL = REPO / "models" / "sentiment"

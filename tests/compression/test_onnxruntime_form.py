@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 from compression.attention_fusion import fuse_attention
@@ -18,7 +17,7 @@ from compression.evaluate import SERVED_BATCH, onnx_rows
 from compression.export import export_onnx, sample_inputs
 from compression.quantize import quantize_for_engine
 from compression.recipe import EngineQuantization, QuantizationRecipe
-from service.runtime.engines.onnxruntime_engine import exact_session
+from service.runtime.engines.onnxruntime_engine import OnnxRuntimeEngine
 from tests.tiny_models import WORDS, make_tiny_encoder_base, tiny_classifier, tiny_subword_tokenizer, tiny_tokenizer
 
 TEXTS = ("a gorgeous witty movie", "dull", "it is a dull and lifeless film with no point at all")
@@ -26,7 +25,7 @@ TEXTS = ("a gorgeous witty movie", "dull", "it is a dull and lifeless film with 
 
 def _run(path: Path, batch: dict[str, np.ndarray]) -> np.ndarray:
     """The file's first output as served (INT8 products exact also on a CPU without VNNI)."""
-    return exact_session(path, ort.SessionOptions())[0].run(None, batch)[0]
+    return OnnxRuntimeEngine(path).run(batch)[0]
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta"])

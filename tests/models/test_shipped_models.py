@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.runtime.engines.deepsparse_engine import deepsparse_support
-from service.runtime.graph.unsigned_weights import products_saturate
+from service.runtime.cpu import products_saturate
 from tests.serving import make_app, wait_ready
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

@@ -10,11 +10,11 @@ from typing import Any
 
 from service.runtime.card import EngineName, ModelCard
 from service.runtime.config import EngineChoice
+from service.runtime.cpu import products_saturate
 from service.runtime.engines.base import Engine, EngineOptions
 from service.runtime.engines.buckets import bucket_grid
 from service.runtime.engines.selection import chosen, faster, measure
 from service.runtime.errors import ConfigError
-from service.runtime.graph.unsigned_weights import products_saturate
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,33 @@
+"""This CPU as Linux's /proc/cpuinfo describes it, and what that means for INT8 products."""
+
+from __future__ import annotations
+
+import platform
+from functools import cache
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+"""CPU flags under which ONNX Runtime's uint8 x int8 products are exact."""
+
+
+def cpuinfo_field(name: str, cpuinfo: Path = CPUINFO) -> str | None:
+    """The first value of a /proc/cpuinfo field ("model name", "flags"), or None where there is none or no file."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == name), None)
+
+
+@cache
+def products_saturate(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether this is an x86 CPU whose flags (read on Linux) show no VNNI. Elsewhere False.
+
+    There ONNX Runtime multiplies uint8 activations by int8 weights with an instruction that adds two products in 16
+    bits and saturates (255 x 127 x 2 does not fit), so a quantized file computes other numbers than it was validated
+    with, on ONNX Runtime and on DeepSparse alike."""
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        return False
+    flags = cpuinfo_field("flags", cpuinfo)
+    return flags is not None and not VNNI_FLAGS.intersection(flags.split())
