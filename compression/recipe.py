@@ -119,26 +119,6 @@ class DistillationRecipe(_Strict):
         0.05, gt=0, description="sentence embedding: softmax temperature of the in-batch similarities (lower weighs "
         "the nearest texts more)"
     )
-    similarity_teacher: str | None = Field(
-        None, description="sentence embedding: another sentence encoder (a directory or a known name such as "
-        "all-mpnet-base-v2; any width, its own tokenizer) whose vectors, computed once over the training texts, give "
-        "the in-batch similarities in place of the teacher's: a stronger model's ranking, while the student keeps the "
-        "teacher's vector space"
-    )
-    bank_weight: float = Field(
-        0.0, ge=0, description="sentence embedding: weight of KL divergence between the teacher's and the student's "
-        "softmax over each text's cosine similarities to bank_size teacher vectors of training texts, drawn anew at "
-        "every step from the teacher's vectors of every training text (computed once per run): where the text sits "
-        "among thousands in the teacher's space, not only among its batch (temperature similarity_temperature)"
-    )
-    bank_size: int = Field(4096, ge=2, description="sentence embedding: teacher vectors each text is compared with "
-                           "for bank_weight (at most the training texts)")
-
-    @model_validator(mode="after")
-    def _check(self) -> DistillationRecipe:
-        if self.similarity_teacher is not None and not self.similarity_weight:
-            raise ValueError("similarity_teacher gives the targets of the in-batch similarities: set similarity_weight")
-        return self
 
 
 OnnxRuntimeForm = Literal["static", "fused-dynamic"]

@@ -30,8 +30,6 @@ from compression.training_loop import TrainingLoop
 
 IGNORED_LABEL = -100
 TEACHER_LOGITS = "teacher_logits"  # a training feature's teacher logits, computed before training
-SIMILARITY_VECTORS = "similarity_vectors"  # a training text's vector from a second encoder, computed before training
-PRECOMPUTED = (TEACHER_LOGITS, SIMILARITY_VECTORS)  # features' targets the collator batches beside the inputs
 MASKED_LOGIT = -1e4  # far below any logit, yet finite, so masked positions get probability 0 without NaNs
 
 
@@ -110,7 +108,6 @@ class EmbeddingTargets:
     layer_states_weight: float = 0.0
     similarity_weight: float = 0.0
     similarity_temperature: float = 0.05
-    bank_weight: float = 0.0
     teacher_layers: tuple[int, ...] | None = None
 
     @property
@@ -153,37 +150,14 @@ def similarity_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     return distillation_loss(similarities(student), similarities(teacher), 1.0)
 
 
-def bank_loss(student: torch.Tensor, teacher: torch.Tensor, bank: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) of each text's softmax over its cosine similarities to a bank of the teacher's vectors
-    of other texts [size, dim] (vectors [batch, dim], the student's and the teacher's of the same texts)."""
-    unit_bank = F.normalize(bank.to(student.device).float(), dim=-1)
-
-    def similarities(vectors: torch.Tensor) -> torch.Tensor:
-        return F.normalize(vectors.float(), dim=-1) @ unit_bank.T / temperature
-
-    return distillation_loss(similarities(student), similarities(teacher), 1.0)
-
-
-@dataclass(frozen=True)
-class EmbeddingReferences:
-    """Vectors a sentence-embedding batch is ranked against besides its own: another encoder's vectors of the batch's
-    texts (`similarity_vectors`, for the in-batch similarities) and a bank of the teacher's vectors of other texts."""
-
-    similarity_vectors: torch.Tensor | None = None
-    bank: torch.Tensor | None = None
-
-
 def embedding_distillation_loss(
-    student: Any, teacher: Any, attention_mask: torch.Tensor, targets: EmbeddingTargets,
-    references: EmbeddingReferences = EmbeddingReferences(),
+    student: Any, teacher: Any, attention_mask: torch.Tensor, targets: EmbeddingTargets
 ) -> torch.Tensor:
     """Sentence vectors: 1 - cosine similarity of the served (pooled, maybe normalised) vectors, or the mean squared
     error of the pooled vectors before normalisation; plus, weighted, 1 - cosine similarity of every token's final
     state (padding left out), which gives the student a target per token rather than one per text, and of every
-    layer's token states against its teacher layer's (the final layer's among them), a target per layer; the
-    in-batch similarities of the vectors (`similarity_loss`), against the references' similarity vectors (another
-    encoder's, of any width) where given, else the teacher's; and the similarities to the references' bank
-    (`bank_loss`)."""
+    layer's token states against its teacher layer's (the final layer's among them), a target per layer; and the
+    in-batch similarities of the vectors (`similarity_loss`)."""
     if targets.loss == "mse":
         loss = F.mse_loss(student.pooled_embedding, teacher.pooled_embedding)
     else:
@@ -196,21 +170,14 @@ def embedding_distillation_loss(
         loss = loss + targets.layer_states_weight * layer_states_loss(
             student.hidden_states, teacher.hidden_states, kept, targets.teacher_layers)
     if targets.similarity_weight:
-        reference = references.similarity_vectors
         loss = loss + targets.similarity_weight * similarity_loss(
-            student.sentence_embedding, reference if reference is not None else teacher.sentence_embedding,
-            targets.similarity_temperature)
-    if targets.bank_weight:
-        if references.bank is None:
-            raise ValueError("distillation.bank_weight needs the bank of teacher vectors")
-        loss = loss + targets.bank_weight * bank_loss(
-            student.sentence_embedding, teacher.sentence_embedding, references.bank, targets.similarity_temperature)
+            student.sentence_embedding, teacher.sentence_embedding, targets.similarity_temperature)
     return loss
 
 
 def output_distillation_loss(
     student: Any, teacher: Any, inputs: dict[str, torch.Tensor], temperature: float,
-    embedding: EmbeddingTargets = EmbeddingTargets(), references: EmbeddingReferences = EmbeddingReferences(),
+    embedding: EmbeddingTargets = EmbeddingTargets(),
 ) -> torch.Tensor:
     """Distillation between the student's and the teacher's outputs (ModelOutput objects) for any head.
 
@@ -220,7 +187,7 @@ def output_distillation_loss(
     `embedding_distillation_loss`.
     """
     if isinstance(student, SentenceEmbeddingOutput):
-        return embedding_distillation_loss(student, teacher, inputs["attention_mask"], embedding, references)
+        return embedding_distillation_loss(student, teacher, inputs["attention_mask"], embedding)
     if isinstance(student, QuestionAnsweringModelOutput):
         padding = inputs["attention_mask"].eq(0)
         start, end = (
@@ -248,34 +215,26 @@ def precomputed_outputs(student: Any, logits: torch.Tensor) -> Any:
     return SequenceClassifierOutput(logits=logits)
 
 
-def with_precomputed_targets(
-    collate: Callable[[list[dict[str, Any]]], Any],
-) -> Callable[[list[dict[str, Any]]], Any]:
-    """A collator that also batches the features' precomputed targets (`PRECOMPUTED`: teacher logits, similarity
-    vectors): a row per sequence stacked, rows per token padded with zeros to the batch's padded length (padded
-    positions are left out of the loss)."""
+def with_teacher_logits(collate: Callable[[list[dict[str, Any]]], Any]) -> Callable[[list[dict[str, Any]]], Any]:
+    """A collator that also batches the features' precomputed teacher logits: a row per sequence stacked, rows per
+    token padded with zeros to the batch's padded length (padded positions are left out of the loss)."""
 
-    def collate_with_targets(features: list[dict[str, Any]]) -> Any:
-        names = [name for name in PRECOMPUTED if features and name in features[0]]
-        if not names:
+    def collate_with_logits(features: list[dict[str, Any]]) -> Any:
+        if not features or TEACHER_LOGITS not in features[0]:
             return collate(features)
-        batch = collate([{key: value for key, value in feature.items() if key not in names} for feature in features])
-        for name in names:
-            batch[name] = _batched_rows([np.asarray(feature[name], dtype=np.float32) for feature in features],
-                                        batch["input_ids"].shape[1])
+        rows = [np.asarray(feature[TEACHER_LOGITS], dtype=np.float32) for feature in features]
+        batch = collate([{key: value for key, value in feature.items() if key != TEACHER_LOGITS}
+                         for feature in features])
+        if rows[0].ndim == 1:
+            batch[TEACHER_LOGITS] = torch.from_numpy(np.stack(rows))
+            return batch
+        padded = np.zeros((len(rows), batch["input_ids"].shape[1], rows[0].shape[1]), dtype=np.float32)
+        for index, row in enumerate(rows):
+            padded[index, : len(row)] = row
+        batch[TEACHER_LOGITS] = torch.from_numpy(padded)
         return batch
 
-    return collate_with_targets
-
-
-def _batched_rows(rows: list[np.ndarray], length: int) -> torch.Tensor:
-    """Rows of one value per sequence stacked, or of one row per token padded with zeros to ``length`` tokens."""
-    if rows[0].ndim == 1:
-        return torch.from_numpy(np.stack(rows))
-    padded = np.zeros((len(rows), length, rows[0].shape[1]), dtype=np.float32)
-    for index, row in enumerate(rows):
-        padded[index, : len(row)] = row
-    return torch.from_numpy(padded)
+    return collate_with_logits
 
 
 class SeededLengthGroupedSampler(Sampler[int]):
@@ -305,10 +264,7 @@ class DistillationTrainer(Trainer):
     """A Trainer whose loss mixes the task loss with distillation from a frozen teacher.
 
     The teacher's outputs come from the ``teacher`` model run on each batch, or from the batch itself where its
-    features carry ``teacher_logits`` (computed once before training, see `compression.stages.teacher`); a sentence
-    embedding batch may carry ``similarity_vectors``, another encoder's targets for the in-batch similarities, and
-    ``bank`` holds the teacher's vectors of the training texts, of which ``bank_size`` are drawn at every step
-    (seeded by the step, so a resumed run draws as the uninterrupted one).
+    features carry ``teacher_logits`` (computed once before training, see `compression.stages.teacher`).
     ``hardness`` is the weight of the distillation term: 1.0 uses the teacher alone, 0.0 the labels alone; a model
     without a loss of its own (sentence embedding) learns from the teacher alone. Without either it is a plain
     Trainer. ``micro_batch_tokens`` runs each training batch in parts of rows (`compression.micro_batches`).
@@ -322,8 +278,6 @@ class DistillationTrainer(Trainer):
         temperature: float = 2.0,
         embedding: EmbeddingTargets = EmbeddingTargets(),
         micro_batch_tokens: int | None = None,
-        bank: torch.Tensor | None = None,
-        bank_size: int = 4096,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -334,7 +288,6 @@ class DistillationTrainer(Trainer):
         self.embedding = embedding
         self.micro_batch_tokens = micro_batch_tokens
         self._part_weight = 1.0  # the share of the batch's rows in the part being trained
-        self.bank, self.bank_size = bank, bank_size
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
@@ -362,10 +315,10 @@ class DistillationTrainer(Trainer):
         return SequentialSampler(eval_dataset)  # type: ignore[arg-type]
 
     def _set_signature_columns_if_needed(self) -> None:
-        """Keep the precomputed targets in the batches (the model's forward does not take them)."""
+        """Keep the precomputed teacher logits in the batches (the model's forward does not take them)."""
         super()._set_signature_columns_if_needed()
-        if self._signature_columns is not None:
-            self._signature_columns.extend(name for name in PRECOMPUTED if name not in self._signature_columns)
+        if self._signature_columns is not None and TEACHER_LOGITS not in self._signature_columns:
+            self._signature_columns.append(TEACHER_LOGITS)
 
     def _teacher_outputs(self, inputs: dict[str, torch.Tensor], logits: torch.Tensor | None, student: Any) -> Any:
         """The teacher's outputs for the batch: its precomputed logits, or the teacher run on it (None: neither)."""
@@ -397,14 +350,6 @@ class DistillationTrainer(Trainer):
             self._part_weight = 1.0
         return torch.stack(losses).sum()
 
-    def _bank_draw(self) -> torch.Tensor | None:
-        """This step's ``bank_size`` teacher vectors of the bank (all of them when it holds no more), drawn from the
-        step number and the seed."""
-        if self.bank is None or len(self.bank) <= self.bank_size:
-            return self.bank
-        generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
-        return self.bank[torch.randperm(len(self.bank), generator=generator)[: self.bank_size]]
-
     def compute_loss(  # type: ignore[override]
         self,
         model: torch.nn.Module,
@@ -413,14 +358,12 @@ class DistillationTrainer(Trainer):
         num_items_in_batch: Any = None,
     ) -> Any:
         precomputed = inputs.pop(TEACHER_LOGITS, None)
-        references = EmbeddingReferences(inputs.pop(SIMILARITY_VECTORS, None), self._bank_draw())
         outputs = model(**inputs, **self._forward_options)
         loss = outputs.loss
         teacher_outputs = (self._teacher_outputs(inputs, precomputed, outputs) if model.training or loss is None
                            else None)
         if teacher_outputs is not None:
-            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding,
-                                          references)
+            kd = output_distillation_loss(outputs, teacher_outputs, inputs, self.temperature, self.embedding)
             loss = kd if loss is None else self.hardness * kd + (1.0 - self.hardness) * loss
         if loss is None:
             raise ValueError(f"{type(model).__name__} has no loss of its own: it learns from a teacher")

@@ -88,18 +88,17 @@ def tiny_subword_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def _config(arch: str, vocab_size: int, **extra: object) -> PretrainedConfig:
-    """A 2-layer, 32-wide BERT, RoBERTa or MPNet configuration with eager attention (exportable); ``extra`` adds or
-    replaces settings."""
-    common = {
-        "vocab_size": vocab_size,
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 80,
-        "attn_implementation": "eager",
+    """A 2-layer, 32-wide BERT, RoBERTa or MPNet configuration with eager attention (exportable)."""
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        attn_implementation="eager",
         **extra,
-    }
+    )
     if arch == "bert":
         return BertConfig(**common)
     if arch == "roberta":
@@ -194,15 +193,12 @@ SENTENCE_TRANSFORMERS_MODULES = [
 ENCODERS = {"bert": BertModel, "mpnet": MPNetModel}
 
 
-def make_tiny_encoder_base(
-    path: Path, normalize: bool = True, seed: int = 0, arch: str = "bert", width: int = EMBEDDING_DIMENSION
-) -> Path:
+def make_tiny_encoder_base(path: Path, normalize: bool = True, seed: int = 0, arch: str = "bert") -> Path:
     """A tiny random BERT (or MPNet) encoder over the sub-word tokenizer, saved as a sentence-transformers model
-    directory that mean-pools and (optionally) normalises: the base a sentence-embedding compression starts from
-    (``width``: its hidden size, EMBEDDING_DIMENSION by default)."""
+    directory that mean-pools and (optionally) normalises: the base a sentence-embedding compression starts from."""
     torch.manual_seed(seed)
     tokenizer = tiny_subword_tokenizer()
-    ENCODERS[arch](_config(arch, len(tokenizer.get_vocab()), hidden_size=width)).save_pretrained(path)
+    ENCODERS[arch](_config(arch, len(tokenizer.get_vocab()))).save_pretrained(path)
     tokenizer.save_pretrained(path)
     (path / "1_Pooling").mkdir()
     (path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from compression.interruption import train_resumably
@@ -86,10 +85,9 @@ def _compaction(student: PreTrainedModel, output: Path, checkpoints: Path, resum
 
 def train_quantization_aware(
     plan: Plan, output: Path, prepared: Prepared, teacher: PreTrainedModel | None, distils: bool, clock: RunClock,
-    bank: torch.Tensor | None = None,
 ) -> QatResult:
     """Load ``trained/``, train it quantization-aware for the recipe's ``quantization.qat`` and save it; its kept
-    work's time goes to the run's clock (stage ``qat``). ``bank``: as for the training stage."""
+    work's time goes to the run's clock (stage ``qat``)."""
     recipe = plan.recipe
     settings = recipe.quantization.qat
     student = prepared.task.load_model(str(output / TRAINED))
@@ -106,7 +104,7 @@ def train_quantization_aware(
         "epochs": settings.epochs, "learning_rate": settings.learning_rate, "warmup_ratio": 0.0,
         "lr_schedule": "linear",
     })
-    trainer = distillation_trainer(plan, loop, str(checkpoints), student, teacher, distils, prepared, bank)
+    trainer = distillation_trainer(plan, loop, str(checkpoints), student, teacher, distils, prepared)
     pruner = Pruner(layers)  # masks the gradients of pruned weights; the callback zeroes the weights themselves
     trainer.add_callback(HoldMasksSaveRanges(pruner, quantization, checkpoints))
     if resume is not None and (Path(resume) / ACTIVATION_RANGES).is_file():

@@ -8,9 +8,7 @@ tokenizer (all-mpnet-base-v2 teaching a MiniLM student) can teach text classific
 its own way, and the student learns from the logits attached to its own features. Token-level tasks (question
 answering, entities) compare outputs position by position and need a teacher that tokenizes as the student does;
 their logits are one row per token of the student's feature (for question answering the start and end logits as two
-columns). Sentence embeddings learn from the teacher's token states, which the teacher computes on every batch; a
-second encoder's vectors for their in-batch similarities (`attach_similarity_vectors`) and the bank of the teacher's
-vectors of every training text (`teacher_bank`) are computed once like logits.
+columns). Sentence embeddings learn from the teacher's token states, which the teacher computes on every batch.
 """
 
 from __future__ import annotations
@@ -32,46 +30,21 @@ from compression.base_models import loading_from, resolve_base_model
 from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.finetune import TRAINING_INFO
-from compression.run_clock import BANK_STAGE, LOGITS_STAGE, SIMILARITY_STAGE, RunClock
+from compression.run_clock import LOGITS_STAGE, RunClock
 from compression.stages.prepare import Prepared, score
 from compression.stages.record import TRAINED, TRAINING_RESULT, TrainingResult
 from compression.tasks import CompressionTask, DataConfig
-from compression.training import SIMILARITY_VECTORS, TEACHER_LOGITS
+from compression.training import TEACHER_LOGITS
 from compression.training_loop import Precision
 from service.runtime.errors import ConfigError
-from service.runtime.tasks.sentence_embedding import SPEC as EMBEDDING_SPEC
 
 log = logging.getLogger(__name__)
+LOGITS_CACHE = "teacher_logits.npz"
+LOGITS_PARTS = "teacher_logits.parts"  # chunks of an unfinished computation
 LOGITS_BATCH = 128
 LOGITS_CHUNK = 4096  # features between progress lines
 TEACHER_TRAINING_KEYS = ("base_model", "settings", "train_examples", "validation", "validation_metrics",
                          "validation_curve", "training_device", "wall_clock")
-
-
-@dataclass(frozen=True)
-class Store:
-    """Where a run directory keeps one kind of output computed before training, and the feature that carries it (None:
-    kept apart from the features)."""
-
-    name: str  # the cache file is name.npz, the chunks of an unfinished computation are in name.parts/
-    feature: str | None
-    clock_stage: str
-    description: str
-
-    @property
-    def cache(self) -> str:
-        """The finished computation's file."""
-        return f"{self.name}.npz"
-
-    @property
-    def parts(self) -> str:
-        """The folder of an unfinished computation's kept chunks."""
-        return f"{self.name}.parts"
-
-
-LOGITS_STORE = Store("teacher_logits", TEACHER_LOGITS, LOGITS_STAGE, "teacher logits")
-SIMILARITY_STORE = Store("similarity_vectors", SIMILARITY_VECTORS, SIMILARITY_STAGE, "similarity teacher vectors")
-BANK_STORE = Store("teacher_vectors", None, BANK_STAGE, "teacher vectors for the bank")
 
 
 @dataclass(frozen=True)
@@ -135,8 +108,7 @@ def _fingerprint(teacher: Teacher, prepared: Prepared, data_config: DataConfig, 
     digest = hashlib.sha256(f"{Path(teacher.path).resolve()}|{precision}|{data_config.max_length}".encode())
     if teacher.own_tokenizer:
         for example in prepared.data.train:
-            text = example if isinstance(example, str) else (example.text, example.text_pair)  # plain texts or pairs
-            digest.update(repr(text).encode())
+            digest.update(repr((example.text, example.text_pair)).encode())
     else:
         for feature in prepared.train:
             for name in prepared.input_names:
@@ -159,12 +131,12 @@ def _logit_rows(rows: list[list[np.ndarray]], features: list[dict[str, Any]], pe
 
 def _compute_logits(
     teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, parts: Path,
-    fingerprint: str, store: Store = LOGITS_STORE,
+    fingerprint: str,
 ) -> list[np.ndarray]:
-    """The teacher's logits (or vectors) of every training feature (see `_logit_rows`): on the student's features
-    where it tokenizes as the student does, else on its own tokenization of the texts. Each chunk of features is kept
-    in ``parts`` as it is done, so an interrupted computation (an hour for SQuAD on 2 cores) resumes where it stopped;
-    the time of each kept chunk goes to the run's clock under the store's stage."""
+    """The teacher's logits of every training feature (see `_logit_rows`): on the student's features where it
+    tokenizes as the student does, else on its own tokenization of the texts. Each chunk of features is kept in
+    ``parts`` as it is done, so an interrupted computation (an hour for SQuAD on 2 cores) resumes where it stopped;
+    the time of each kept chunk goes to the run's clock."""
     if teacher.own_tokenizer:
         features = prepared.task.features(teacher.tokenizer, prepared.data.train, prepared.data, data_config,
                                           teacher.input_names)
@@ -172,11 +144,11 @@ def _compute_logits(
     else:
         features, input_names, pad_id = prepared.train, prepared.input_names, prepared.pad_id
     device = next(teacher.model.parameters()).device
-    log.info("%s for %d training features (%s, %s)...", store.description, len(features), teacher.path, precision)
+    log.info("teacher logits for %d training features (%s, %s)...", len(features), teacher.path, precision)
     order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))  # longest first: a safe ETA
     logits: list[np.ndarray] = [np.empty(0)] * len(features)
     clock = RunClock(parts.parent)
-    clock.start(store.clock_stage, resumed=any(parts.glob("*.npz")))
+    clock.start(LOGITS_STAGE, resumed=any(parts.glob("*.npz")))
     started, computed = time.time(), 0
     for first in range(0, len(order), LOGITS_CHUNK):
         indices = order[first : first + LOGITS_CHUNK]
@@ -190,17 +162,17 @@ def _compute_logits(
                                      LOGITS_BATCH)
             rows = [row.astype(np.float32) for row in _logit_rows(outputs, chunk, prepared.task.per_token)]
             _write_cache(part, fingerprint, rows)
-            clock.add(store.clock_stage, time.monotonic() - chunk_started)
+            clock.add(LOGITS_STAGE, time.monotonic() - chunk_started)
             computed += len(indices)
         for index, row in zip(indices, rows, strict=True):
             logits[index] = row
         done, elapsed = first + len(indices), time.time() - started
         if not computed:  # nothing computed yet in this sitting: no rate to tell the time left from
-            log.info("%s: %d of %d features read back from %s", store.description, done, len(features), parts)
+            log.info("teacher logits: %d of %d features read back from %s", done, len(features), parts)
             continue
         left = elapsed / computed * (len(features) - done)
-        log.info("%s: %d of %d features (%d read back), %.0f s, about %.0f s left", store.description, done,
-                 len(features), done - computed, elapsed, left)
+        log.info("teacher logits: %d of %d features (%d read back), %.0f s, about %.0f s left", done, len(features),
+                 done - computed, elapsed, left)
     return logits
 
 
@@ -231,61 +203,26 @@ def _write_cache(cache: Path, fingerprint: str, rows: list[np.ndarray]) -> None:
 
 
 def attach_teacher_logits(
-    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path,
-    store: Store = LOGITS_STORE,
+    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path
 ) -> str:
-    """Put the teacher's logits of every training feature into it (the store's feature, ``teacher_logits``), see
-    `precomputed_rows`. Returns how they were made, for the card."""
-    if store.feature is None:
-        raise ValueError(f"{store.description} are kept apart from the features")
-    for feature, row in zip(prepared.train, precomputed_rows(teacher, prepared, data_config, precision, run_dir, store),
-                            strict=True):
-        feature[store.feature] = row
-    return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"
-
-
-def precomputed_rows(
-    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path, store: Store,
-) -> list[np.ndarray]:
-    """The teacher's output rows of every training feature, computed once per run directory (the store's cache): a
-    resumed run reads them back when the teacher, its precision and what it reads are the same."""
+    """Put the teacher's logits of every training feature into it (``teacher_logits``), computed once per run
+    directory: a resumed run reads them back when the teacher, its precision and what it reads are the same. Returns
+    how they were made, for the card."""
     if teacher.own_tokenizer and len(prepared.train) != len(prepared.data.train):
         raise ValueError("a teacher with its own tokenizer needs one training feature per example")
     fingerprint = _fingerprint(teacher, prepared, data_config, precision)
-    cache = run_dir / store.cache
+    cache = run_dir / LOGITS_CACHE
     logits = _read_cache(cache, fingerprint)
     if logits is not None:
-        log.info("%s read from %s", store.description, cache)
+        log.info("teacher logits read from %s", cache)
     else:
-        parts = run_dir / store.parts
-        logits = _compute_logits(teacher, prepared, data_config, precision, parts, fingerprint, store)
+        parts = run_dir / LOGITS_PARTS
+        logits = _compute_logits(teacher, prepared, data_config, precision, parts, fingerprint)
         _write_cache(cache, fingerprint, logits)
         shutil.rmtree(parts, ignore_errors=True)  # none where there was nothing to compute
-    return logits
-
-
-def attach_similarity_vectors(
-    task: CompressionTask, path: str, prepared: Prepared, data_config: DataConfig, precision: Precision,
-    run_dir: Path,
-) -> None:
-    """Put the vectors of the sentence encoder at ``path`` (any width, maybe its own tokenizer) for every training
-    text into its feature (``similarity_vectors``), computed once per run directory as the teacher's logits are: the
-    targets of the in-batch similarities (recipe ``distillation.similarity_teacher``)."""
-    if task.name != EMBEDDING_SPEC.name:
-        raise ConfigError(f"distillation.similarity_teacher is for the sentence-embedding task, not {task.name}")
-    attach_teacher_logits(load_teacher(task, path, prepared), prepared, data_config, precision, run_dir,
-                          SIMILARITY_STORE)
-
-
-def teacher_bank(
-    teacher: Teacher, prepared: Prepared, data_config: DataConfig, precision: Precision, run_dir: Path
-) -> torch.Tensor:
-    """The teacher's vectors of every training text [texts, dim], computed once per run directory: the bank of
-    recipe ``distillation.bank_weight``."""
-    if prepared.task.name != EMBEDDING_SPEC.name:
-        raise ConfigError(f"distillation.bank_weight is for the sentence-embedding task, not {prepared.task.name}")
-    rows = precomputed_rows(teacher, prepared, data_config, precision, run_dir, BANK_STORE)
-    return torch.from_numpy(np.stack(rows))
+    for feature, row in zip(prepared.train, logits, strict=True):
+        feature[TEACHER_LOGITS] = row
+    return "precomputed, own tokenizer" if teacher.own_tokenizer else "precomputed"
 
 
 def teacher_training(path: str) -> dict[str, Any] | None:

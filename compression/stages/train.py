@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel
 
 from compression.base_models import resolve_base_model
@@ -22,11 +21,9 @@ from compression.stages.prepare import Prepared, prefixed, prepare, score
 from compression.stages.qat import QatModel, train_quantization_aware
 from compression.stages.record import TRAINED, BuildRecord, TrainingResult
 from compression.stages.teacher import (
-    attach_similarity_vectors,
     attach_teacher_logits,
     load_teacher,
     precomputes_logits,
-    teacher_bank,
     teacher_score,
     teacher_training,
 )
@@ -40,7 +37,7 @@ from compression.training import (
     freeze_embeddings,
     last_checkpoint,
     validation_curve,
-    with_precomputed_targets,
+    with_teacher_logits,
 )
 from service.runtime.errors import ConfigError
 
@@ -83,18 +80,18 @@ def _compact_structures(student: PreTrainedModel, output: Path, resumed: bool) -
 
 def _trainer(
     plan: Plan, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None, distils: bool,
-    prepared: Prepared, removed_weights: dict[str, int], bank: torch.Tensor | None,
+    prepared: Prepared, removed_weights: dict[str, int],
 ) -> tuple[DistillationTrainer, PruningCallback]:
     """The pruning run's Trainer with the pruning callback attached (see `distillation_trainer`)."""
     recipe, seed = plan.recipe, plan.data.seed
     pruning = recipe.pruning
-    collator = with_precomputed_targets(prepared.task.collator(prepared.tokenizer))
+    collator = with_teacher_logits(prepared.task.collator(prepared.tokenizer))
     pruner = Pruner(
         find_layers(student, pruning.modules or (ENCODER_LINEARS,)),
         scorer=pruning.scorer, group=pruning.group, scope=pruning.scope,
         block_size=pruning.obs.block_size, damp=pruning.obs.damp, removed_weights=removed_weights,
     )
-    trainer = distillation_trainer(plan, recipe.training, output_dir, student, teacher, distils, prepared, bank)
+    trainer = distillation_trainer(plan, recipe.training, output_dir, student, teacher, distils, prepared)
 
     def samplers(draw: int) -> GradientSampler:
         return GradientSampler(
@@ -145,18 +142,12 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     teacher_logits = None  # how the teacher's logits were put into the features, where they were
     if teacher is not None and precomputes_logits(task):
         teacher_logits = attach_teacher_logits(teacher, prepared, plan.data, recipe.training.precision, output)
-    if recipe.distillation.similarity_teacher is not None:
-        attach_similarity_vectors(task, recipe.distillation.similarity_teacher, prepared, plan.data,
-                                  recipe.training.precision, output)
-    bank = None
-    if recipe.distillation.bank_weight and teacher is not None:
-        bank = teacher_bank(teacher, prepared, plan.data, recipe.training.precision, output)
     if recipe.training.freeze_embeddings:
         freeze_embeddings(student)
 
     live_teacher = teacher.model if teacher is not None and teacher_logits is None else None
     trainer, callback = _trainer(plan, config.output_dir, student, live_teacher, teacher is not None, prepared,
-                                 compaction.removed_weights if compaction is not None else {}, bank)
+                                 compaction.removed_weights if compaction is not None else {})
     clock = RunClock(output)
     time_training(trainer, clock, TRAINING_STAGE, resumed=resume is not None)
     train_resumably(trainer, resume)
@@ -198,7 +189,7 @@ def train(config: CompressConfig, plan: Plan) -> Trained:
     result.save(output)
     if recipe.quantization.method != "qat":
         return Trained(student, prepared, result)
-    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None, clock, bank)
+    qat = train_quantization_aware(plan, output, prepared, live_teacher, teacher is not None, clock)
     result = TrainingResult(metrics={**metrics, **qat.metrics},
                             build=record.model_copy(update={"qat": qat.record, "wall_clock": clock.record()}))
     result.save(output)

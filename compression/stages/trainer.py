@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from transformers import PreTrainedModel
 
 from compression.micro_batches import check_micro_batches
 from compression.stages.config import Plan
 from compression.stages.prepare import Prepared
-from compression.training import (
-    DistillationTrainer,
-    EmbeddingTargets,
-    training_arguments,
-    with_precomputed_targets,
-)
+from compression.training import DistillationTrainer, EmbeddingTargets, training_arguments, with_teacher_logits
 from compression.training_loop import TrainingLoop
 from service.runtime.errors import ConfigError
 from service.runtime.tasks.sentence_embedding import SPEC as EMBEDDING_SPEC
@@ -21,22 +15,21 @@ from service.runtime.tasks.sentence_embedding import SPEC as EMBEDDING_SPEC
 
 def distillation_trainer(
     plan: Plan, loop: TrainingLoop, output_dir: str, student: PreTrainedModel, teacher: PreTrainedModel | None,
-    distils: bool, prepared: Prepared, bank: torch.Tensor | None = None,
+    distils: bool, prepared: Prepared,
 ) -> DistillationTrainer:
     """A Trainer for ``loop`` with the recipe's distillation; ``teacher`` runs on every batch, or is None where there
-    is none or its logits are in the features (``distils`` says whether a teacher teaches at all); ``bank``: the
-    teacher's vectors of the training texts, for ``distillation.bank_weight``."""
+    is none or its logits are in the features (``distils`` says whether a teacher teaches at all)."""
     distillation = plan.recipe.distillation
     evaluate = prepared.evaluation.in_trainer
     check_micro_batches(prepared.task.name, prepared.task.loss_averages_examples, loop.micro_batch_tokens)
     return DistillationTrainer(
         model=student, args=training_arguments(loop, output_dir=output_dir, seed=plan.data.seed, evaluate=evaluate),
         train_dataset=prepared.train, eval_dataset=prepared.evaluation.features if evaluate else None,
-        data_collator=with_precomputed_targets(prepared.task.collator(prepared.tokenizer)),
+        data_collator=with_teacher_logits(prepared.task.collator(prepared.tokenizer)),
         compute_metrics=prepared.evaluation.trainer_metrics, teacher=teacher,
         hardness=distillation.hardness if distils else 0.0,
         temperature=distillation.temperature, embedding=embedding_targets(plan, student, teacher),
-        micro_batch_tokens=loop.micro_batch_tokens, bank=bank, bank_size=distillation.bank_size,
+        micro_batch_tokens=loop.micro_batch_tokens,
     )
 
 
@@ -48,14 +41,13 @@ def embedding_targets(plan: Plan, student: PreTrainedModel, teacher: PreTrainedM
     targets = EmbeddingTargets(
         loss=distillation.embedding_loss, token_states_weight=distillation.token_states_weight,
         layer_states_weight=distillation.layer_states_weight, similarity_weight=distillation.similarity_weight,
-        similarity_temperature=distillation.similarity_temperature, bank_weight=distillation.bank_weight,
+        similarity_temperature=distillation.similarity_temperature,
         teacher_layers=tuple(layers) if layers is not None else None,
     )
     if plan.data.task != EMBEDDING_SPEC.name:
-        if targets.token_states_weight or targets.layer_states_weight or targets.similarity_weight or \
-                targets.bank_weight:
-            raise ConfigError("distillation.token_states_weight, layer_states_weight, similarity_weight and "
-                              f"bank_weight are for the sentence-embedding task, not {plan.data.task}")
+        if targets.token_states_weight or targets.layer_states_weight or targets.similarity_weight:
+            raise ConfigError("distillation.token_states_weight, layer_states_weight and similarity_weight are for "
+                              f"the sentence-embedding task, not {plan.data.task}")
         return targets
     if teacher is None:
         return targets

@@ -4,31 +4,24 @@ corpus`, and a compression run end to end on a tiny encoder."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel, TrainingArguments
+from transformers import BertConfig, BertModel
 
-from compression import training
 from compression.compress import CompressConfig, compress
 from compression.corpus import outermost, sentences
 from compression.data import load_texts
 from compression.embedding_model import SentenceEmbeddingOutput, load_embedding_model, model_settings, pool
 from compression.recipe import Recipe
 from compression.stages.config import Plan
-from compression.stages.record import TrainingResult
-from compression.stages.teacher import BANK_STORE, SIMILARITY_STORE, attach_similarity_vectors
 from compression.stages.trainer import embedding_targets
 from compression.structure import keep_layers
 from compression.tasks import DataConfig, task_for
 from compression.tasks.sentence_embedding import Query, ScoredPair, embedding_metrics, retrieval, without_overlaps
 from compression.training import (
-    DistillationTrainer,
-    EmbeddingReferences,
     EmbeddingTargets,
-    bank_loss,
     embedding_distillation_loss,
     layer_states_loss,
     similarity_loss,
@@ -248,122 +241,6 @@ def test_similarity_loss_reads_the_in_batch_ranking_not_the_vectors_themselves()
         cosine + 0.5 * similarity_loss(swapped, teacher, 0.05).item())
 
 
-def test_a_second_encoders_vectors_replace_the_teachers_in_the_in_batch_similarities() -> None:
-    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0]])
-    swapped = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.9, 0.1, 0.0]])
-    rotation = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(0)))[0]
-    wide = torch.cat([swapped, torch.zeros(3, 2)], dim=1) @ rotation  # 5 wide, ranking as the student does
-    vectors = SentenceEmbeddingOutput(sentence_embedding=teacher, pooled_embedding=teacher)
-    moved = SentenceEmbeddingOutput(sentence_embedding=swapped, pooled_embedding=swapped)
-    mask, targets = torch.ones(3, 1), EmbeddingTargets(similarity_weight=1.0)
-    cosine = embedding_distillation_loss(moved, vectors, mask, EmbeddingTargets()).item()
-    assert embedding_distillation_loss(moved, vectors, mask, targets).item() > cosine + 1.0  # the teacher's ranking
-    references = EmbeddingReferences(similarity_vectors=wide)
-    assert embedding_distillation_loss(moved, vectors, mask, targets, references).item() == pytest.approx(cosine,
-                                                                                                         abs=1e-5)
-
-
-def test_compress_learns_the_in_batch_similarities_of_a_second_encoder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    student_base = make_tiny_encoder_base(tmp_path / "base")
-    ranker = make_tiny_encoder_base(tmp_path / "ranker", arch="mpnet", seed=1, width=48)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(TEXTS) + "\n")
-    reference_widths = []
-    real_loss = training.similarity_loss
-
-    def recording(student: torch.Tensor, reference: torch.Tensor, temperature: float) -> torch.Tensor:
-        reference_widths.append(reference.shape[1])
-        return real_loss(student, reference, temperature)
-
-    monkeypatch.setattr(training, "similarity_loss", recording)
-    recipe = Recipe.model_validate({
-        "training": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "save_steps": 100, "max_length": 32},
-        "pruning": {"scorer": "magnitude", "initial_sparsity": 0.5, "final_sparsity": 0.5, "end_epoch": 1.0},
-        "distillation": {"similarity_weight": 1.0, "similarity_teacher": str(ranker)},
-    })
-    data = DataConfig(train_file=str(corpus), task="sentence-embedding", validation_file=STSB, max_length=32)
-    run = tmp_path / "run"
-    compress(CompressConfig(recipe=recipe, recipe_source="tiny", model=str(student_base), teacher=str(student_base),
-                            data=data, output_dir=str(run), name="tiny-embeddings", threads=1, stage="train"))
-    assert reference_widths and set(reference_widths) == {48}  # every step ranked by the second encoder
-    with np.load(run / SIMILARITY_STORE.cache) as stored:
-        assert stored["logits"].shape == (len(TEXTS), 48)
-    result = TrainingResult.load(run)
-    assert result.build.wall_clock is not None and "similarity_vectors" in result.build.wall_clock["seconds"]
-
-
-def test_the_bank_loss_reads_where_each_text_sits_among_the_banks_texts() -> None:
-    generator = torch.Generator().manual_seed(0)
-    teacher, bank = torch.randn(4, 8, generator=generator), torch.randn(50, 8, generator=generator)
-    assert bank_loss(teacher * 2.0, teacher, bank, 0.05).item() == pytest.approx(0.0, abs=1e-5)  # same directions
-    moved = teacher + torch.randn(4, 8, generator=generator)
-    assert bank_loss(moved, teacher, bank, 0.05).item() > 0.1
-    assert bank_loss(moved, teacher, bank, 1.0).item() < bank_loss(moved, teacher, bank, 0.05).item()
-    student = SentenceEmbeddingOutput(sentence_embedding=moved, pooled_embedding=moved)
-    target = SentenceEmbeddingOutput(sentence_embedding=teacher, pooled_embedding=teacher)
-    mask, targets = torch.ones(4, 1), EmbeddingTargets(bank_weight=0.5)
-    cosine = embedding_distillation_loss(student, target, mask, EmbeddingTargets()).item()
-    assert embedding_distillation_loss(student, target, mask, targets, EmbeddingReferences(bank=bank)).item() == (
-        pytest.approx(cosine + 0.5 * bank_loss(moved, teacher, bank, 0.05).item()))
-    with pytest.raises(ValueError, match="needs the bank"):
-        embedding_distillation_loss(student, target, mask, targets)
-
-
-def test_each_step_draws_its_own_bank_and_a_resumed_run_draws_the_same(encoder_base: Path, tmp_path: Path) -> None:
-    bank = torch.arange(40, dtype=torch.float32).reshape(20, 2)
-    trainer = DistillationTrainer(model=load_embedding_model(str(encoder_base)), args=TrainingArguments(
-        str(tmp_path), seed=3, report_to=[]), bank=bank, bank_size=6)
-    draws = []
-    for step in (7, 8, 7):
-        trainer.state.global_step = step
-        draw = trainer._bank_draw()
-        assert draw is not None and draw.shape == (6, 2)
-        draws.append(draw.tolist())
-    assert draws[0] == draws[2] != draws[1]
-    trainer.bank_size = 30  # more than the bank holds: all of it
-    assert trainer._bank_draw() is bank
-
-
-def test_compress_ranks_each_text_among_a_bank_of_the_teachers_vectors(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    base = make_tiny_encoder_base(tmp_path / "base")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(TEXTS) + "\n")
-    bank_rows = []
-    real_loss = training.bank_loss
-
-    def recording(student: torch.Tensor, teacher: torch.Tensor, bank: torch.Tensor, temperature: float) -> torch.Tensor:
-        bank_rows.append(tuple(bank.shape))
-        return real_loss(student, teacher, bank, temperature)
-
-    monkeypatch.setattr(training, "bank_loss", recording)
-    recipe = Recipe.model_validate({
-        "training": {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "save_steps": 100, "max_length": 32},
-        "pruning": {"scorer": "magnitude", "initial_sparsity": 0.5, "final_sparsity": 0.5, "end_epoch": 1.0},
-        "distillation": {"bank_weight": 1.0, "bank_size": 5},
-    })
-    data = DataConfig(train_file=str(corpus), task="sentence-embedding", validation_file=STSB, max_length=32)
-    run = tmp_path / "run"
-    compress(CompressConfig(recipe=recipe, recipe_source="tiny", model=str(base), teacher=str(base), data=data,
-                            output_dir=str(run), name="tiny-embeddings", threads=1, stage="train"))
-    assert bank_rows and set(bank_rows) == {(5, EMBEDDING_DIMENSION)}
-    with np.load(run / BANK_STORE.cache) as stored:
-        assert stored["logits"].shape == (len(TEXTS), EMBEDDING_DIMENSION)
-    result = TrainingResult.load(run)
-    assert result.build.wall_clock is not None and "teacher_vectors" in result.build.wall_clock["seconds"]
-
-
-def test_a_similarity_teacher_needs_the_similarity_loss_and_an_embedding_task() -> None:
-    with pytest.raises(ValueError, match="set similarity_weight"):
-        Recipe.model_validate({"distillation": {"similarity_teacher": "all-mpnet-base-v2"}})
-    with pytest.raises(ConfigError, match="for the sentence-embedding task, not text-classification"):
-        attach_similarity_vectors(task_for("text-classification"), "unused", cast(Any, None), DataConfig(
-            train_file="train.tsv"), "fp32", Path("unused"))
-
-
 def test_each_student_layer_learns_from_the_teacher_layer_it_came_from(encoder_base: Path) -> None:
     teacher = load_embedding_model(str(encoder_base)).eval()
     student = load_embedding_model(str(encoder_base)).eval()
@@ -401,5 +278,5 @@ def test_embedding_targets_need_an_embedding_task_and_states_a_fitting_teacher(e
         embedding_targets(Plan(vectors_only, embedding, {}), model, wide)
     similarities = Recipe.model_validate({"distillation": {"similarity_weight": 1.0}})
     assert embedding_targets(Plan(similarities, embedding, {}), model, model).similarity_weight == 1.0
-    with pytest.raises(ConfigError, match="bank_weight are for the sentence-embedding task"):
+    with pytest.raises(ConfigError, match="similarity_weight are for the sentence-embedding task"):
         embedding_targets(Plan(similarities, DataConfig(train_file="train.tsv"), {}), model, model)

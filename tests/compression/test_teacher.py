@@ -23,7 +23,7 @@ from compression.training import (
     DistillationTrainer,
     distillation_loss,
     training_arguments,
-    with_precomputed_targets,
+    with_teacher_logits,
 )
 from compression.training_loop import TrainingLoop
 from service.runtime.errors import ConfigError
@@ -145,7 +145,7 @@ def test_a_student_learns_from_a_teacher_with_its_own_tokenizer_end_to_end(
     card = compress(config)
     assert card is not None
     assert card.build["teacher_logits"] == "precomputed, own tokenizer"
-    assert (tmp_path / "run" / teacher_stage.LOGITS_STORE.cache).is_file()
+    assert (tmp_path / "run" / teacher_stage.LOGITS_CACHE).is_file()
     assert "teacher_accuracy" in card.metrics and "int8_onnxruntime_graph_accuracy" in card.metrics
 
     # The student as a teacher assistant: its card's record names what it learned from, with its own teacher's.
@@ -241,7 +241,7 @@ def test_token_level_logits_are_computed_once_and_teach_as_the_live_teacher(
                     prepared.task.output_names]
         np.testing.assert_allclose(feature[TEACHER_LOGITS], torch.cat(expected, dim=1).numpy(), atol=1e-5)
 
-    collate = with_precomputed_targets(prepared.task.collator(prepared.tokenizer))
+    collate = with_teacher_logits(prepared.task.collator(prepared.tokenizer))
     batch = collate(batch_features)
     assert batch[TEACHER_LOGITS].shape[:2] == batch["input_ids"].shape
     student = task_for(task_name).load_model(str(tmp_path / "student")).train()
@@ -283,11 +283,11 @@ def test_an_interrupted_computation_resumes_from_its_finished_chunks(
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         attach_teacher_logits(teacher, prepared, data, "fp32", run)
-    assert len(list((run / teacher_stage.LOGITS_STORE.parts).glob("*.npz"))) == 2
+    assert len(list((run / teacher_stage.LOGITS_PARTS).glob("*.npz"))) == 2
     calls.clear()
     attach_teacher_logits(teacher, prepared, data, "fp32", run)
     assert len(calls) == chunks - 2  # the two finished chunks are read back
-    assert not (run / teacher_stage.LOGITS_STORE.parts).exists() and (run / teacher_stage.LOGITS_STORE.cache).is_file()
+    assert not (run / teacher_stage.LOGITS_PARTS).exists() and (run / teacher_stage.LOGITS_CACHE).is_file()
     assert RunClock(run).sittings == {"teacher_logits": 2} and RunClock(run).seconds["teacher_logits"] > 0
     resumed = [feature[TEACHER_LOGITS] for feature in prepared.train]
     monkeypatch.setattr(teacher_stage, "torch_rows", real)
