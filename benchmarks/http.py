@@ -5,17 +5,14 @@ with a bounded closed-loop load generator (benchmarks/http_load.py), measuring t
 engine, threads and batch size as the server, same texts) before each round of each level, so that a shared machine
 whose speed drifts moves both sides of the ratio, and stops the server with SIGTERM. With --url it
 targets a running server instead, which must be on loopback. The load is texts, or questions with their contexts for
-question answering. `--mixed` measures models sharing one server instead (benchmarks/http_mixed.py).
+question answering. Several models sharing one server: benchmarks/http_mixed.py (`--mixed`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import logging
 import os
 import random
-import shlex
 import signal
 import socket
 import subprocess
@@ -330,31 +327,3 @@ def run_http_benchmark(config: HttpBenchConfig) -> tuple[list[dict[str, Any]], d
         "server_exit_code": exit_codes[0] if exit_codes else None,
     }
     return results, meta
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """`oberta bench http` with the arguments oberta/cli.py parses: run, write the reports, print a summary."""
-    from benchmarks.http_report import write_reports
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per readiness poll
-    texts = tuple(line for line in Path(args.texts).read_text().splitlines() if line.strip()) if args.texts else ()
-    config = HttpBenchConfig(
-        model_dir=Path(args.model), url=args.url, name=args.name, engine=args.engine, threads=args.threads,
-        max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-        concurrency=tuple(int(c) for c in args.concurrency.split(",")), requests_per_level=args.requests_per_level,
-        seconds_per_level=args.seconds_per_level, inputs_per_request=args.inputs_per_request, protocol=args.protocol,
-        timeout_s=args.timeout, engine_seconds=args.engine_seconds, rounds=args.rounds, texts=texts,
-        text_length=args.text_length,
-        api_key=os.environ.get("OBERTA_API_KEY"), command="oberta " + shlex.join(sys.argv[1:]),
-    )
-    if args.mixed:
-        from benchmarks.http_mixed import run_mixed_command
-
-        return run_mixed_command(args, config)
-    results, meta = run_http_benchmark(config)
-    for path in write_reports(results, meta, Path(args.output), args.stem or "http"):
-        print(f"wrote {path}")
-    for r in results:
-        print(f"concurrency {r['concurrency']}: {r['items_per_second']:.1f} items/s, p50 {r['p50_ms']:.1f} ms, "
-              f"p99 {r['p99_ms']:.1f} ms, errors {r['errors'] or 'none'}, served/engine {r['served_over_engine']:.2f}")
-    return 0

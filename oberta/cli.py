@@ -516,7 +516,7 @@ def _bench_chart_parser(kinds: argparse._SubParsersAction) -> None:
 
 
 def _run_bench_http(args: argparse.Namespace) -> int:
-    from benchmarks.http import run_command
+    from benchmarks.http_command import run_command
 
     return run_command(args)
 
