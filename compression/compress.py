@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
+from compression.run_clock import awake_seconds
 from compression.stages.card import file_megabytes, write_card
 from compression.stages.config import CompressConfig, Plan, Stage, plan
 from compression.stages.evaluate import evaluate
@@ -59,7 +59,7 @@ def export_trained(config: CompressConfig, settings: Plan, trained: Trained | No
     ``trained`` comes from a training stage in the same run; without it ``trained/`` is loaded and the data
     prepared again, and the record notes this stage's command and quantization settings.
     """
-    started = time.time()
+    started = awake_seconds()
     output = Path(config.output_dir)
     recipe = settings.recipe
     if trained is None:
@@ -103,7 +103,7 @@ def export_trained(config: CompressConfig, settings: Plan, trained: Trained | No
         record = record.model_copy(update={"qat": {**(record.qat or {}), "shipped": shipped}})
     record = record.model_copy(update={
         "file_megabytes": file_megabytes(model_dir, files),
-        "export_wall_clock_seconds": round(time.time() - started),
+        "export_wall_clock_seconds": round(awake_seconds() - started),
     })
     return write_card(card, model_dir, output, files=files, precision=precision, metrics=metrics, record=record)
 

@@ -4,14 +4,19 @@ A multi-hour CPU run is stopped and later resumed from its newest checkpoint (or
 kept chunk); what a sitting computed after that point is computed again by the next one. So each stage adds time only
 when its work is kept: training at every checkpoint and at its end, the teacher's logits at every kept chunk. The
 totals live in the run directory (``wall_clock.json``: seconds per stage, and how many sittings worked on each), so
-the card of a model built over several sittings tells the time its work took, and where it ran.
+the card of a model built over several sittings tells the time its work took, and where it ran. Time while the
+process is stopped (SIGSTOP, Ctrl-Z: a shared machine lending its cores to other work) is not counted
+(`awake_seconds`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,44 @@ LOGITS_STAGE = "teacher_logits"
 """The teacher's logits of every training feature, computed once before the student trains."""
 QAT_STAGE = "qat"
 """Quantization-aware training after pruning."""
+
+
+class AwakeClock:
+    """Seconds a process has run, leaving out the time it was stopped: a daemon thread adds up the gaps between its
+    ticks (every ``tick`` seconds), and a gap longer than ``stall``, which a running process does not show but a
+    stopped one does on waking, counts as one tick. Reading it adds the gap since the last tick the same way."""
+
+    def __init__(self, tick: float = 1.0, stall: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic, ticking: bool = True) -> None:
+        self.tick, self.stall, self._monotonic = tick, stall, monotonic
+        self._lock = threading.Lock()
+        self._awake, self._last = 0.0, monotonic()
+        if ticking:
+            threading.Thread(target=self._run, name="awake-clock", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            self.seconds()
+
+    def seconds(self) -> float:
+        """Seconds awake since the clock started."""
+        with self._lock:
+            now = self._monotonic()
+            gap = now - self._last
+            self._awake += gap if gap <= self.stall else self.tick
+            self._last = now
+            return self._awake
+
+
+@cache
+def _process_clock() -> AwakeClock:
+    return AwakeClock()
+
+
+def awake_seconds() -> float:
+    """This process's `AwakeClock` reading (started at the first call): the time base of every stage's seconds."""
+    return _process_clock().seconds()
 
 
 class RunClock:
@@ -75,11 +118,11 @@ class CheckpointClock(TrainerCallback):
 
     def __init__(self, clock: RunClock, stage: str) -> None:
         self.clock, self.stage = clock, stage
-        self._mark = time.monotonic()
+        self._mark = awake_seconds()
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
-        self._mark = time.monotonic()
+        self._mark = awake_seconds()
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self._tick()
@@ -89,6 +132,6 @@ class CheckpointClock(TrainerCallback):
         self._tick()
 
     def _tick(self) -> None:
-        now = time.monotonic()
+        now = awake_seconds()
         self.clock.add(self.stage, now - self._mark)
         self._mark = now

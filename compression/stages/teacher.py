@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from compression.base_models import loading_from, resolve_base_model
 from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.finetune import TRAINING_INFO
-from compression.run_clock import LOGITS_STAGE, RunClock
+from compression.run_clock import LOGITS_STAGE, RunClock, awake_seconds
 from compression.stages.prepare import Prepared, score
 from compression.stages.record import TRAINED, TRAINING_RESULT, TrainingResult
 from compression.tasks import CompressionTask, DataConfig
@@ -149,24 +148,24 @@ def _compute_logits(
     logits: list[np.ndarray] = [np.empty(0)] * len(features)
     clock = RunClock(parts.parent)
     clock.start(LOGITS_STAGE, resumed=any(parts.glob("*.npz")))
-    started, computed = time.time(), 0
+    started, computed = awake_seconds(), 0
     for first in range(0, len(order), LOGITS_CHUNK):
         indices = order[first : first + LOGITS_CHUNK]
         part = parts / f"{first:09d}.npz"
         rows = _read_cache(part, fingerprint)
         if rows is None:
-            chunk_started = time.monotonic()
+            chunk_started = awake_seconds()
             chunk = [features[i] for i in indices]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 outputs = torch_rows(teacher.model, chunk, input_names, prepared.task.output_names, pad_id,
                                      LOGITS_BATCH)
             rows = [row.astype(np.float32) for row in _logit_rows(outputs, chunk, prepared.task.per_token)]
             _write_cache(part, fingerprint, rows)
-            clock.add(LOGITS_STAGE, time.monotonic() - chunk_started)
+            clock.add(LOGITS_STAGE, awake_seconds() - chunk_started)
             computed += len(indices)
         for index, row in zip(indices, rows, strict=True):
             logits[index] = row
-        done, elapsed = first + len(indices), time.time() - started
+        done, elapsed = first + len(indices), awake_seconds() - started
         if not computed:  # nothing computed yet in this sitting: no rate to tell the time left from
             log.info("teacher logits: %d of %d features read back from %s", done, len(features), parts)
             continue

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from compression import run_clock
-from compression.run_clock import CheckpointClock, RunClock
+from compression.run_clock import AwakeClock, CheckpointClock, RunClock
 
 
 def test_a_resumed_stage_adds_to_its_earlier_sittings_and_a_fresh_one_starts_over(tmp_path: Path) -> None:
@@ -31,7 +35,7 @@ def test_the_time_after_the_last_checkpoint_of_a_killed_sitting_is_not_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr(run_clock.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(run_clock, "awake_seconds", lambda: now[0])
     clock = RunClock(tmp_path)
     callback = CheckpointClock(clock, "training")
     unused: Any = None
@@ -58,3 +62,41 @@ def test_only_the_first_of_several_processes_writes_the_clock(tmp_path: Path, mo
     first = RunClock(tmp_path)
     first.start("training", resumed=False)
     assert (tmp_path / run_clock.CLOCK_FILE).is_file()
+
+
+def test_the_awake_clock_counts_a_gap_longer_than_a_stall_as_one_tick() -> None:
+    now = [0.0]
+    clock = AwakeClock(tick=1.0, stall=30.0, monotonic=lambda: now[0], ticking=False)
+    now[0] = 0.8
+    assert clock.seconds() == pytest.approx(0.8)
+    now[0] = 25.8  # a slow tick of a busy process still counts
+    assert clock.seconds() == pytest.approx(25.8)
+    now[0] = 3625.8  # an hour stopped: one tick
+    assert clock.seconds() == pytest.approx(26.8)
+    now[0] = 3626.3
+    assert clock.seconds() == pytest.approx(27.3)
+
+
+AWAKE_CHILD = """
+import sys, time
+from compression.run_clock import AwakeClock
+clock = AwakeClock(tick=0.05, stall=0.5)
+start = time.monotonic()
+print("ready", flush=True)
+for _ in range(60):  # 3 s of sleep in short steps: a stop in one of them adds to the wall time
+    time.sleep(0.05)
+print(clock.seconds(), time.monotonic() - start, flush=True)
+"""
+
+
+def test_a_stopped_process_does_not_count_the_time_it_was_stopped() -> None:
+    child = subprocess.Popen([sys.executable, "-c", AWAKE_CHILD], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[2])
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGSTOP)
+    time.sleep(2.0)
+    child.send_signal(signal.SIGCONT)
+    awake, wall = (float(value) for value in child.stdout.readline().split())
+    assert child.wait(timeout=30) == 0
+    assert wall >= 4.5  # its 3 s of sleep, and the 2 s it was stopped
+    assert 2.5 <= awake <= wall - 1.5
