@@ -4,7 +4,8 @@ The Trainer's own bar smooths its rate over the last few steps. With batches gro
 one to several seconds, and pruning steps and evaluations stop the bar for minutes, so its estimate of a multi-hour run
 swung between 2 and 11 hours within a minute; on a resumed run the jump to the checkpoint's step read as thousands of
 steps done at once. `SteadyProgress` starts the bar at the resumed step and divides the steps left by the average pace
-of the steps this sitting has trained, pauses included.
+of the steps this sitting has trained, pruning and evaluation included; its clock leaves out the time the process was
+stopped (SIGSTOP, Ctrl-Z: `compression.run_clock.awake_seconds`), which no step took.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
+from compression.run_clock import awake_seconds
+
 
 class SteadyProgress(ProgressCallback):
     """ProgressCallback whose bar starts at the resumed step and estimates from the sitting's average pace."""
@@ -22,8 +25,10 @@ class SteadyProgress(ProgressCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
         if state.is_world_process_zero:
-            self.training_bar = tqdm(total=state.max_steps, initial=state.global_step, smoothing=0,
-                                     dynamic_ncols=True)
+            bar = tqdm(total=state.max_steps, initial=state.global_step, smoothing=0, dynamic_ncols=True)
+            bar._time = awake_seconds  # tqdm's clock (tqdm 4.70 keeps it there); its start read again on it
+            bar.start_t = bar.last_print_t = awake_seconds()
+            self.training_bar = bar
         self.current_step = state.global_step
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from transformers import TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
+from compression import progress as progress_module
 from compression.progress import SteadyProgress
 from compression.training import DistillationTrainer
 from tests.tiny_models import tiny_classifier
@@ -33,3 +35,20 @@ def test_the_distillation_trainer_shows_the_steady_bar_in_place_of_the_default(t
     quiet = DistillationTrainer(model=tiny_classifier("bert"), args=TrainingArguments(
         output_dir=str(tmp_path), report_to="none", disable_tqdm=True))
     assert not any(isinstance(callback, ProgressCallback) for callback in quiet.callback_handler.callbacks)
+
+
+def test_the_bar_times_the_steps_on_the_awake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time the process spent stopped (the awake clock leaves it out) takes nothing off the pace."""
+    awake = [1000.0]
+    monkeypatch.setattr(progress_module, "awake_seconds", lambda: awake[0])
+    progress = SteadyProgress()
+    state = SimpleNamespace(is_world_process_zero=True, global_step=0, max_steps=100)
+    progress.on_train_begin(None, state, None)  # type: ignore[arg-type]
+    bar = progress.training_bar
+    awake[0] = 1020.0  # 10 steps in 20 s awake, however long the wall clock ran
+    state.global_step = 10
+    progress.on_step_end(None, state, None)  # type: ignore[arg-type]
+    numbers = bar.format_dict
+    assert numbers["elapsed"] == pytest.approx(20.0)
+    assert numbers["n"] / numbers["elapsed"] == pytest.approx(0.5)  # what the bar's time left divides by
+    bar.close()
