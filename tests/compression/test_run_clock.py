@@ -80,7 +80,7 @@ def test_the_awake_clock_counts_a_gap_longer_than_a_stall_as_one_tick() -> None:
 AWAKE_CHILD = """
 import sys, time
 from compression.run_clock import AwakeClock
-clock = AwakeClock(tick=0.05, stall=0.5)
+clock = AwakeClock(tick=0.05, stall=1.0)
 start = time.monotonic()
 print("ready", flush=True)
 for _ in range(60):  # 3 s of sleep in short steps: a stop in one of them adds to the wall time
@@ -99,4 +99,4 @@ def test_a_stopped_process_does_not_count_the_time_it_was_stopped() -> None:
     awake, wall = (float(value) for value in child.stdout.readline().split())
     assert child.wait(timeout=30) == 0
     assert wall >= 4.5  # its 3 s of sleep, and the 2 s it was stopped
-    assert 2.5 <= awake <= wall - 1.5
+    assert 2.0 <= awake <= wall - 1.5  # about 3 s: the stop counts as one tick
