@@ -10,29 +10,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from service.runtime.cpu import cpuinfo_field
-
-
-def instruction_sets(flags: list[str]) -> str:
-    """What decides INT8 speed and exactness, from /proc/cpuinfo's flags: "AVX-512, VNNI", "AVX2, no VNNI", ..."""
-    width = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    vnni = "VNNI" if {"avx512_vnni", "avx_vnni"}.intersection(flags) else "no VNNI"
-    return f"{width}, {vnni}" + (", AMX" if "amx_int8" in flags else "")
+from service.runtime.cpu import cpu_name
 
 
 def machine() -> dict[str, Any]:
     """CPU model (with its INT8 instruction sets, on Linux), core count and software versions of this machine."""
-    cpu = cpuinfo_field("model name") or platform.processor() or "unknown"
-    flags = cpuinfo_field("flags")
-    if flags is not None:
-        cpu = f"{cpu} ({instruction_sets(flags.split())})"
     versions = {}
     for package in ("onnxruntime", "deepsparse", "openvino", "nncf", "torch"):
         try:  # from the installed metadata: importing nncf alone takes seconds and imports torch
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:  # a missing engine is reported, not fatal
             versions[package] = "not installed"
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(), **versions}
 
 
 BASELINE = ("dense-fp32", "onnxruntime")

@@ -3,9 +3,9 @@
 A multi-hour CPU run is stopped and later resumed from its newest checkpoint (or, for the teacher's logits, its newest
 kept chunk); what a sitting computed after that point is computed again by the next one. So each stage adds time only
 when its work is kept: training at every checkpoint and at its end, the teacher's logits at every kept chunk. The
-totals live in the run directory (``wall_clock.json``: seconds per stage, and how many sittings worked on each), so
-the card of a model built over several sittings tells the time its work took, and where it ran. Time while the
-process is stopped (SIGSTOP, Ctrl-Z: a shared machine lending its cores to other work) is not counted
+totals live in the run directory (``wall_clock.json``: seconds per stage, how many sittings worked on each and on
+which machines), so the card of a model built over several sittings tells the time its work took, and where it ran.
+Time while the process is stopped (SIGSTOP, Ctrl-Z: a shared machine lending its cores to other work) is not counted
 (`awake_seconds`).
 """
 
@@ -20,7 +20,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from service.runtime.cpu import cpu_name
 
 CLOCK_FILE = "wall_clock.json"
 TRAINING_STAGE = "training"
@@ -69,9 +72,17 @@ def awake_seconds() -> float:
     return _process_clock().seconds()
 
 
+def machine(device: torch.device) -> str:
+    """Where a stage runs, as the card names it: the GPU, or the CPU with its INT8 instruction sets and the threads
+    torch uses ("AMD EPYC (AVX2, no VNNI), 2 threads")."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
+
+
 class RunClock:
-    """Seconds of kept work and sittings per stage of one run directory, saved at every change (by the first process
-    only, where `accelerate launch` or torchrun start several)."""
+    """Seconds of kept work, sittings and the machines they ran on, per stage of one run directory, saved at every
+    change (by the first process only, where `accelerate launch` or torchrun start several)."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / CLOCK_FILE
@@ -79,12 +90,17 @@ class RunClock:
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.seconds: dict[str, float] = dict(saved.get("seconds", {}))
         self.sittings: dict[str, int] = dict(saved.get("sittings", {}))
+        self.machines: dict[str, list[str]] = {stage: list(names) for stage, names in saved.get("machines", {}).items()}
 
-    def start(self, stage: str, resumed: bool) -> None:
-        """A sitting begins work on ``stage``: a fresh start (nothing kept to resume from) forgets its earlier time."""
+    def start(self, stage: str, resumed: bool, machine: str) -> None:
+        """A sitting begins work on ``stage`` on ``machine`` (see `machine`): a fresh start (nothing kept to resume
+        from) forgets its earlier time and machines."""
         if not resumed:
-            self.seconds[stage], self.sittings[stage] = 0.0, 0
+            self.seconds[stage], self.sittings[stage], self.machines[stage] = 0.0, 0, []
         self.sittings[stage] = self.sittings.get(stage, 0) + 1
+        machines = self.machines.setdefault(stage, [])
+        if machine not in machines:
+            machines.append(machine)
         self._save()
 
     def add(self, stage: str, seconds: float) -> None:
@@ -93,22 +109,24 @@ class RunClock:
         self._save()
 
     def record(self) -> dict[str, Any]:
-        """For the card: whole seconds and sittings per stage."""
+        """For the card: whole seconds, sittings and machines per stage."""
         return {"seconds": {stage: round(value) for stage, value in self.seconds.items()},
-                "sittings": dict(self.sittings)}
+                "sittings": dict(self.sittings),
+                "machines": {stage: list(names) for stage, names in self.machines.items()}}
 
     def _save(self) -> None:
         if not self.writes:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps({"seconds": self.seconds, "sittings": self.sittings}, indent=2))
+        partial.write_text(json.dumps({"seconds": self.seconds, "sittings": self.sittings, "machines": self.machines},
+                                      indent=2))
         partial.replace(self.path)
 
 
 def time_training(trainer: Trainer, clock: RunClock, stage: str, resumed: bool) -> None:
-    """Count a sitting of ``stage`` and let ``trainer`` add its kept work's time to ``clock``."""
-    clock.start(stage, resumed)
+    """Count a sitting of ``stage`` on the trainer's device; ``trainer`` adds its kept work's time to ``clock``."""
+    clock.start(stage, resumed, machine(trainer.args.device))
     trainer.add_callback(CheckpointClock(clock, stage))
 
 

@@ -29,7 +29,7 @@ from compression.base_models import loading_from, resolve_base_model
 from compression.evaluate import torch_rows
 from compression.export import model_input_names
 from compression.finetune import TRAINING_INFO
-from compression.run_clock import LOGITS_STAGE, RunClock, awake_seconds
+from compression.run_clock import LOGITS_STAGE, RunClock, awake_seconds, machine
 from compression.stages.prepare import Prepared, score
 from compression.stages.record import TRAINED, TRAINING_RESULT, TrainingResult
 from compression.tasks import CompressionTask, DataConfig
@@ -147,7 +147,7 @@ def _compute_logits(
     order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))  # longest first: a safe ETA
     logits: list[np.ndarray] = [np.empty(0)] * len(features)
     clock = RunClock(parts.parent)
-    clock.start(LOGITS_STAGE, resumed=any(parts.glob("*.npz")))
+    clock.start(LOGITS_STAGE, resumed=any(parts.glob("*.npz")), machine=machine(device))
     started, computed = awake_seconds(), 0
     for first in range(0, len(order), LOGITS_CHUNK):
         indices = order[first : first + LOGITS_CHUNK]

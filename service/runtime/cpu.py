@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -31,3 +32,17 @@ def products_saturate(cpuinfo: Path = CPUINFO) -> bool:
         return False
     flags = cpuinfo_field("flags", cpuinfo)
     return flags is not None and not VNNI_FLAGS.intersection(flags.split())
+
+
+def instruction_sets(flags: Sequence[str]) -> str:
+    """What decides INT8 speed and exactness, from /proc/cpuinfo's flags: "AVX-512, VNNI", "AVX2, no VNNI", ..."""
+    width = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    vnni = "VNNI" if {"avx512_vnni", "avx_vnni"}.intersection(flags) else "no VNNI"
+    return f"{width}, {vnni}" + (", AMX" if "amx_int8" in flags else "")
+
+
+def cpu_name(cpuinfo: Path = CPUINFO) -> str:
+    """This CPU's model with its INT8 instruction sets where Linux tells them: "AMD EPYC (AVX2, no VNNI)"."""
+    name = cpuinfo_field("model name", cpuinfo) or platform.processor() or "unknown CPU"
+    flags = cpuinfo_field("flags", cpuinfo)
+    return f"{name} ({instruction_sets(flags.split())})" if flags is not None else name

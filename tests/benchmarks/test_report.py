@@ -13,7 +13,6 @@ from benchmarks.report import (
     as_the_sparse_model,
     best_peers,
     chart,
-    instruction_sets,
     markdown,
     record_speed,
     with_ratios,
@@ -127,14 +126,3 @@ def test_the_notes_column_names_what_made_the_case(info: dict[str, Any]) -> None
     note = markdown(results, META).split("\n")[8].split("|")[-2].strip()
     assert note == {"fraction_of_supported_ops": "supported ops 0.50", "fused": "fused Attention 0",
                     "hint": "LATENCY, 1 request"}[next(iter(info))]
-
-
-@pytest.mark.parametrize(("flags", "named"), [
-    ("fpu avx2 fma", "AVX2, no VNNI"),
-    ("avx2 avx512f avx512_vnni", "AVX-512, VNNI"),
-    ("avx2 avx_vnni", "AVX2, VNNI"),
-    ("avx2 avx512f avx512_vnni amx_int8", "AVX-512, VNNI, AMX"),
-    ("sse4_2", "no AVX2, no VNNI"),
-])
-def test_the_machine_names_the_instruction_sets_that_decide_int8(flags: str, named: str) -> None:
-    assert instruction_sets(flags.split()) == named

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from compression import run_clock
 from compression.run_clock import AwakeClock, CheckpointClock, RunClock
@@ -17,18 +18,35 @@ from compression.run_clock import AwakeClock, CheckpointClock, RunClock
 
 def test_a_resumed_stage_adds_to_its_earlier_sittings_and_a_fresh_one_starts_over(tmp_path: Path) -> None:
     clock = RunClock(tmp_path)
-    clock.start("training", resumed=False)
+    clock.start("training", resumed=False, machine="CPU A")
     clock.add("training", 10.0)
     again = RunClock(tmp_path)  # read back, as a later sitting does
-    again.start("training", resumed=True)
+    again.start("training", resumed=True, machine="GPU B")
     again.add("training", 2.5)
-    again.start("teacher_logits", resumed=False)
-    assert again.record() == {"seconds": {"training": 12, "teacher_logits": 0},
-                              "sittings": {"training": 2, "teacher_logits": 1}}
+    again.start("teacher_logits", resumed=False, machine="GPU B")
+    RunClock(tmp_path).start("training", resumed=True, machine="CPU A")  # a third sitting, back on the first
+    assert RunClock(tmp_path).record() == {"seconds": {"training": 12, "teacher_logits": 0},
+                                           "sittings": {"training": 3, "teacher_logits": 1},
+                                           "machines": {"training": ["CPU A", "GPU B"], "teacher_logits": ["GPU B"]}}
     fresh = RunClock(tmp_path)
-    fresh.start("training", resumed=False)  # nothing kept to resume from: the earlier time is not this run's
+    fresh.start("training", resumed=False, machine="CPU C")  # nothing kept to resume from: not this run's time
     assert RunClock(tmp_path).record()["seconds"]["training"] == 0
     assert RunClock(tmp_path).sittings["training"] == 1
+    assert RunClock(tmp_path).machines["training"] == ["CPU C"]
+
+
+def test_a_clock_written_before_machines_were_recorded_reads_back(tmp_path: Path) -> None:
+    (tmp_path / run_clock.CLOCK_FILE).write_text('{"seconds": {"training": 5.0}, "sittings": {"training": 1}}')
+    clock = RunClock(tmp_path)
+    clock.start("training", resumed=True, machine="CPU A")
+    assert clock.record() == {"seconds": {"training": 5}, "sittings": {"training": 2},
+                              "machines": {"training": ["CPU A"]}}
+
+
+def test_a_cpu_machine_names_the_cpu_and_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_clock, "cpu_name", lambda: "AMD EPYC (AVX2, no VNNI)")
+    monkeypatch.setattr(run_clock.torch, "get_num_threads", lambda: 2)
+    assert run_clock.machine(torch.device("cpu")) == "AMD EPYC (AVX2, no VNNI), 2 threads"
 
 
 def test_the_time_after_the_last_checkpoint_of_a_killed_sitting_is_not_counted(
@@ -55,12 +73,12 @@ def test_the_time_after_the_last_checkpoint_of_a_killed_sitting_is_not_counted(
 def test_only_the_first_of_several_processes_writes_the_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RANK", "1")
     other = RunClock(tmp_path)
-    other.start("training", resumed=False)
+    other.start("training", resumed=False, machine="CPU A")
     other.add("training", 5.0)
     assert not (tmp_path / run_clock.CLOCK_FILE).exists() and other.seconds["training"] == 5.0
     monkeypatch.setenv("RANK", "0")
     first = RunClock(tmp_path)
-    first.start("training", resumed=False)
+    first.start("training", resumed=False, machine="CPU A")
     assert (tmp_path / run_clock.CLOCK_FILE).is_file()
 
 

@@ -1,4 +1,4 @@
-"""INT8 products ONNX Runtime computes exactly also on CPUs without VNNI, and the CPU check that turns that on."""
+"""INT8 products ONNX Runtime computes exactly also on CPUs without VNNI, where the CPU check turns that on."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.runtime import cpu
 from service.runtime.card import load_card
-from service.runtime.cpu import cpuinfo_field, products_saturate
+from service.runtime.cpu import products_saturate
 from service.runtime.engines import onnxruntime_engine
 from service.runtime.engines import registry as engine_registry
 from service.runtime.engines.onnxruntime_engine import EXACT_PRODUCTS, OnnxRuntimeEngine
@@ -145,21 +144,6 @@ def test_the_engine_says_when_its_products_are_made_exact(tmp_path: Path, monkey
     assert "exact_int8" not in _engine(model, tmp_path, exact_int8=False).info()  # the file as users run it
     monkeypatch.setattr(onnxruntime_engine, "products_saturate", lambda: False)
     assert "exact_int8" not in _engine(model, tmp_path).info()  # VNNI: exact as it is, and faster
-
-
-@pytest.mark.parametrize(("flags", "saturate"), [("fpu avx2 fma", True), ("fpu avx2 avx512f avx512_vnni", False),
-                                                 ("fpu avx2 avx_vnni", False)])
-def test_the_cpu_check_reads_the_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: str,
-                                       saturate: bool) -> None:
-    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: {flags}\n")
-    assert products_saturate(cpuinfo) == saturate
-    assert cpuinfo_field("model name", cpuinfo) == "AMD EPYC 7B13"
-    assert cpuinfo_field("bogomips", cpuinfo) is None
-    assert not products_saturate(tmp_path / "missing")
-    monkeypatch.setattr(cpu.platform, "machine", lambda: "aarch64")
-    assert not products_saturate(tmp_path / "other")
 
 
 def test_auto_serves_int8_models_on_onnx_runtime_where_products_saturate(
