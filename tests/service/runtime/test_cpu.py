@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.runtime import cpu
-from service.runtime.cpu import cpu_name, cpuinfo_field, instruction_sets, products_saturate
+from service.runtime.cpu import cpu_name, cpuinfo_fields, instruction_sets, products_saturate
 
 
 def _cpuinfo(tmp_path: Path, flags: str) -> Path:
@@ -29,9 +29,8 @@ def test_the_cpu_check_reads_the_flags(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_fields_and_the_cpu_name(tmp_path: Path) -> None:
     cpuinfo = _cpuinfo(tmp_path, "fpu avx2 fma")
-    assert cpuinfo_field("model name", cpuinfo) == "AMD EPYC 7B13"
-    assert cpuinfo_field("bogomips", cpuinfo) is None
-    assert cpuinfo_field("flags", tmp_path / "missing") is None
+    assert cpuinfo_fields(cpuinfo) == {"processor": "0", "model name": "AMD EPYC 7B13", "flags": "fpu avx2 fma"}
+    assert cpuinfo_fields(tmp_path / "missing") == {}
     assert cpu_name(cpuinfo) == "AMD EPYC 7B13 (AVX2, no VNNI)"
 
 
