@@ -19,7 +19,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/oberta
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY oberta/ oberta/
 COPY service/ service/
 # `oberta serve` needs these packages only (the CLI reads compression's recipe list); tests/deploy checks it.
