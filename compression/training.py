@@ -64,6 +64,7 @@ def training_arguments(loop: TrainingLoop, *, output_dir: str, seed: int, evalua
         report_to="none",
         seed=seed,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # page-locked batches help only a copy to a GPU
         tf32=True if is_torch_tf32_available() else None,  # TF32 matmuls on GPUs that have them (Ampere on)
         bf16=loop.precision == "bf16",
         use_cpu=loop.precision == "bf16" and not torch.cuda.is_available(),  # transformers' CPU autocast needs it

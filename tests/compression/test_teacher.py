@@ -166,6 +166,11 @@ def test_bf16_reaches_the_trainer() -> None:
     assert not training_arguments(TrainingLoop(), output_dir="unused", seed=0).bf16
 
 
+def test_batches_are_pinned_only_for_a_gpu() -> None:
+    pinned = training_arguments(TrainingLoop(), output_dir="unused", seed=0).dataloader_pin_memory
+    assert pinned is torch.cuda.is_available()
+
+
 def test_a_bf16_run_exports_fp32_graphs(student_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("compression.precision.native_bf16", lambda: True)  # train in bf16 on any CPU
     recipe = Recipe.model_validate({
