@@ -19,16 +19,30 @@ from transformers.trainer_callback import ProgressCallback
 from compression.run_clock import awake_seconds
 
 
+class AwakeBar(tqdm):
+    """A tqdm bar whose elapsed time and pace are read on the awake clock, through `format_dict` (tqdm's public
+    view of a bar, which its display reads); its own clock still paces the redraws."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.awake_start = awake_seconds()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        numbers = super().format_dict  # a new dict at each call
+        numbers["elapsed"] = awake_seconds() - self.awake_start
+        numbers["rate"] = None  # tqdm then divides the steps of this sitting, n - initial, by that elapsed time
+        return numbers
+
+
 class SteadyProgress(ProgressCallback):
     """ProgressCallback whose bar starts at the resumed step and estimates from the sitting's average pace."""
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
         if state.is_world_process_zero:
-            bar = tqdm(total=state.max_steps, initial=state.global_step, smoothing=0, dynamic_ncols=True)
-            bar._time = awake_seconds  # tqdm's clock (tqdm 4.70 keeps it there); its start read again on it
-            bar.start_t = bar.last_print_t = awake_seconds()
-            self.training_bar = bar
+            bar: tqdm = AwakeBar(total=state.max_steps, initial=state.global_step, dynamic_ncols=True)
+            self.training_bar = bar  # transformers declares the attribute None until a bar is set
         self.current_step = state.global_step
 
 
