@@ -20,6 +20,7 @@ TextInput = str | tuple[str, str]
 SEQUENTIAL_TEXTS = 8  # up to this many texts are encoded one by one (measured: 27 us against 71 us for two)
 Truncation = Literal["truncate", "reject"]  # inputs over max_length: cut to it, or refused
 PLAIN_ASCII = re.compile(r"[\t\n\r\x20-\x7e]*")  # no control characters but the whitespace ones
+NO_TOKENS = "has no tokens: it holds only characters the tokenizer drops (control, zero-width, byte-order marks)"
 
 
 class Encoded(Protocol):
@@ -107,6 +108,22 @@ def head(text: TextInput, words: int | None) -> TextInput:
     return text[: len(text) - len(rest[words])] if len(rest) > words else text
 
 
+def tokenless_parts(encoding: Encoding, parts: int) -> list[int]:
+    """The parts of an encoded text (0; 1 for the second text of a pair) that gave no token: texts of characters
+    the tokenizer drops, which the model would read as an empty text."""
+    present = set(encoding.sequence_ids)
+    return [part for part in range(parts) if part not in present]
+
+
+def _check_tokens(indices: Sequence[int], texts: Sequence[TextInput], encodings: Sequence[Encoding]) -> None:
+    """BadInput for the first text, or text of a pair, that gave no token (its request index from `indices`)."""
+    for index, text, encoding in zip(indices, texts, encodings, strict=True):
+        pair = not isinstance(text, str)
+        missing = tokenless_parts(encoding, 2 if pair else 1)
+        if missing:
+            raise BadInput(f"inputs[{index}][{missing[0]}] {NO_TOKENS}" if pair else f"inputs[{index}] {NO_TOKENS}")
+
+
 def _encode_all(tokenizer: Tokenizer, texts: Sequence[TextInput], offsets: bool) -> list[Encoding]:
     if len(texts) <= SEQUENTIAL_TEXTS:  # encode_batch's hand-off to its thread pool costs more than a few texts
         return [tokenizer.encode(text) if isinstance(text, str) else tokenizer.encode(*text) for text in texts]
@@ -129,7 +146,8 @@ class TextEncoder:
 
     def encode_ids(self, texts: Sequence[TextInput]) -> list[Encoded]:
         """Token and type ids of texts and text pairs (no offsets), as `encode` gives them: plain ASCII single texts
-        from `CachedWordPieces` where the encoder has one, the others from the tokenizer."""
+        from `CachedWordPieces` where the encoder has one (a text of such characters that is not blank always has
+        tokens), the others from the tokenizer, refused where a text gives no token."""
         encodings: list[Encoded | None] = [
             self._word_pieces.encode(text) if self._word_pieces is not None and isinstance(text, str)
             and is_plain_ascii(text) else None
@@ -137,7 +155,10 @@ class TextEncoder:
         ]
         others = [index for index, encoding in enumerate(encodings) if encoding is None]
         if others:
-            for index, encoding in zip(others, self._encode([texts[i] for i in others], offsets=False), strict=True):
+            other_texts = [texts[i] for i in others]
+            other_encodings = self._encode(other_texts, offsets=False)
+            _check_tokens(others, other_texts, other_encodings)
+            for index, encoding in zip(others, other_encodings, strict=True):
                 encodings[index] = encoding
         done = [encoding for encoding in encodings if encoding is not None]
         self._check_lengths(done)
@@ -145,8 +166,9 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[TextInput]) -> list[Encoding]:
         """Tokenize texts and text pairs, with character offsets; an input longer than `max_length` (possible only
-        under reject) is refused."""
+        under reject), or a text of no tokens, is refused."""
         encodings = self._encode(texts, offsets=True)
+        _check_tokens(range(len(texts)), texts, encodings)
         self._check_lengths(encodings)
         return encodings
 

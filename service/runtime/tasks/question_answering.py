@@ -24,7 +24,14 @@ from typing_extensions import TypedDict
 
 from service.runtime.errors import BadInput, ConfigError, ProtocolError
 from service.runtime.tasks.base import PredictOptions
-from service.runtime.tasks.encoding import ascii_twin, check_input_names, collate_encodings, tokenizer_for
+from service.runtime.tasks.encoding import (
+    NO_TOKENS,
+    ascii_twin,
+    check_input_names,
+    collate_encodings,
+    tokenizer_for,
+    tokenless_parts,
+)
 from service.runtime.tasks.signature import Parameters, Signature, TensorSpec, numbers, strings
 from service.runtime.tasks.spec import TaskSpec
 from service.runtime.tasks.text_classification import softmax
@@ -198,9 +205,14 @@ class QuestionAnswering:
     def preprocess(self, inputs: Sequence[object]) -> list[Window]:
         """Validate {"question", "context"} objects and cut each into windows; raises BadInput."""
         pairs = [_check_input(index, value) for index, value in enumerate(inputs)]
+        windows = self._windows.encode(pairs)
+        for index, encodings in enumerate(windows):
+            missing = tokenless_parts(encodings[0], 2)
+            if missing:
+                raise BadInput(f"inputs[{index}].{('question', 'context')[missing[0]]} {NO_TOKENS}")
         return [
             Window(index, context, encoding)
-            for index, ((_, context), encodings) in enumerate(zip(pairs, self._windows.encode(pairs), strict=True))
+            for index, ((_, context), encodings) in enumerate(zip(pairs, windows, strict=True))
             for encoding in encodings
         ]
 

@@ -167,6 +167,8 @@ def test_max_answer_length_option_limits_the_span(tokenizer: Tokenizer) -> None:
         ({"question": "q", "context": "c", "extra": 1}, "must be a"),
         ({"question": "  ", "context": "c"}, r"inputs\[0\]\.question is empty"),
         ({"question": "q", "context": 5}, r"inputs\[0\]\.context must be a string"),
+        ({"question": "q", "context": "\u200b"}, r"inputs\[0\]\.context has no tokens"),
+        ({"question": "\x00", "context": "c"}, r"inputs\[0\]\.question has no tokens"),
     ],
 )
 def test_bad_inputs_are_named(tokenizer: Tokenizer, value: object, message: str) -> None:

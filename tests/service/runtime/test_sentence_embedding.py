@@ -63,6 +63,7 @@ def test_long_token_ids_are_cut_or_refused_as_long_texts_are(embedding_dir: Path
         (["a text", TokenIds([5])], r"inputs\[0\] must be token ids, as the request's other inputs are"),
         ([TokenIds([5]), "a text"], r"inputs\[1\] must be token ids"),
         ([" "], r"inputs\[0\] is empty"),
+        (["a text", "\ufeff"], r"inputs\[1\] has no tokens"),
         ([5], r"inputs\[0\] must be a string"),
     ],
 )

@@ -12,7 +12,8 @@ from service.runtime.errors import BadInput
 from service.runtime.tasks import PredictOptions, build_task
 from service.runtime.tasks.base import Task
 from service.runtime.tasks.encoding import SEQUENTIAL_TEXTS, TextEncoder, TextInput, Truncation, load_tokenizer
-from service.runtime.tasks.text_classification import softmax, softmax_row
+from service.runtime.tasks.text_classification import TextClassification, softmax, softmax_row
+from tests.tiny_models import tiny_subword_tokenizer
 
 LONG_TEXT = "good movie " * 100
 
@@ -38,6 +39,22 @@ def _task(model_dir: Path, truncation: Truncation = "truncate") -> Task:
 def test_bad_inputs_are_named(bert_dir: Path, value: object, message: str) -> None:
     with pytest.raises(BadInput, match=message):
         _task(bert_dir).preprocess(["fine", value])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("\u200b\u200b", r"inputs\[1\] has no tokens: it holds only characters the tokenizer drops"),
+        ("\x00 \ufeff", r"inputs\[1\] has no tokens"),
+        (["a", "\u200b"], r"inputs\[1\]\[1\] has no tokens"),
+    ],
+)
+def test_texts_of_no_tokens_are_refused(value: object, message: str) -> None:
+    """A BERT tokenizer drops control and zero-width characters: such a text would be classified as an empty one."""
+    task = TextClassification(tiny_subword_tokenizer().backend_tokenizer, 0, ["a", "b"], ["input_ids"], 64)
+    assert len(task.preprocess(["a\u200b"])[0].ids) == 3
+    with pytest.raises(BadInput, match=message):
+        task.preprocess(["fine", value])
 
 
 def test_long_inputs_are_truncated_or_rejected(bert_dir: Path) -> None:

@@ -92,7 +92,9 @@ def test_postprocess_reads_first_sub_tokens_and_reports_character_offsets(tokeni
         task.postprocess(item, [logits[:, :3]], PredictOptions())
 
 
-@pytest.mark.parametrize(("value", "message"), [(["a", "b"], "must be a string"), ("  ", "is empty")])
+@pytest.mark.parametrize(
+    ("value", "message"), [(["a", "b"], "must be a string"), ("  ", "is empty"), ("\u200b", "has no tokens")]
+)
 def test_bad_inputs_are_named(tokenizer: Tokenizer, value: object, message: str) -> None:
     with pytest.raises(BadInput, match=rf"inputs\[1\] {message}"):
         _task(tokenizer).preprocess(["fine", value])
