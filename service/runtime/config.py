@@ -177,6 +177,11 @@ class EndpointConfig(BaseModel):
     max_inputs_per_request: int = Field(
         default=64, ge=1, description="most inputs in one request; more are refused with 413"
     )
+    max_rows_per_request: int = Field(
+        default=256, ge=1, description="most engine rows one request may need, counted after tokenizing: one per "
+        "input, but question answering cuts a long context into windows (a 67 KB context made 66, about 4 s on 2 "
+        "cores); more are refused with 413, so a request's work stays bounded whatever the length of its texts"
+    )
     max_queue_items: int | None = Field(
         default=None,
         ge=1,
@@ -273,6 +278,11 @@ def resolve_endpoints(settings: Settings) -> list[Endpoint]:
             raise ConfigError(
                 f"model {name!r}: max_queue_items {queue} is below max_inputs_per_request "
                 f"{config.max_inputs_per_request}, so the largest requests could never be admitted"
+            )
+        if config.max_rows_per_request < config.max_inputs_per_request:
+            raise ConfigError(
+                f"model {name!r}: max_rows_per_request {config.max_rows_per_request} is below "
+                f"max_inputs_per_request {config.max_inputs_per_request}, and every input needs at least one row"
             )
         config = config.model_copy(update={"name": name, "model_dir": model_dir, "max_queue_items": queue})
         endpoints[name] = Endpoint(name=name, model_dir=model_dir, card=card, config=config)

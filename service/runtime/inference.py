@@ -1,8 +1,9 @@
 """One inference request from admission to answers, shared by the v1, v2 and OpenAI-compatible routes.
 
 Order of checks: model served (ModelNotServed), server not draining (ShuttingDown) and model loaded (ModelNotReady),
-input count (TooManyInputs), queue place (Overloaded), then tokenize, batch and postprocess within the request timeout
-(InferenceTimeout). Invalid inputs raise BadInput; an engine failure on the batch raises BatchError, an EngineFailed.
+input count (TooManyInputs), queue place (Overloaded), then tokenize, engine rows (TooManyInputs), batch and postprocess
+within the request timeout (InferenceTimeout). Invalid inputs raise BadInput; an engine failure on the batch raises
+BatchError, an EngineFailed.
 The HTTP layer maps each error to its protocol's status and body.
 """
 
@@ -95,6 +96,12 @@ async def _run(
     else:  # between the engine's batches, not beside them (service/runtime/scheduler.py says why)
         items = await scheduler.between_batches(task.preprocess, inputs)
     metrics.observe_stage("tokenize", time.perf_counter() - start)
+    limit = slot.endpoint.config.max_rows_per_request
+    if len(items) > limit:
+        raise TooManyInputs(
+            f"the inputs make {len(items)} engine rows (a long question-answering context is cut into several "
+            f"windows); model {slot.endpoint.name!r} takes at most {limit} per request"
+        )
     outputs = await batcher.submit(items)
     start = time.perf_counter()
     answers = task.answers(items, outputs, options)

@@ -48,6 +48,25 @@ def test_http_question_answering(served: tuple[TestClient, RecordingFactory]) ->
     assert set(plain.json()["outputs"][0]) == {"answer", "score", "start", "end"}
 
 
+def test_contexts_of_more_windows_than_the_model_takes_are_refused(tmp_path: Path) -> None:
+    """Windows, not inputs, are the engine's work: a request within the input limit may still ask for too many."""
+    endpoint = {"model_dir": str(make_tiny_question_answering_dir(tmp_path / "qa")), "engine": "onnxruntime",
+                "max_inputs_per_request": 2, "max_rows_per_request": 3}
+    factory = RecordingFactory()
+    with TestClient(make_app(tmp_path, [endpoint], factory)) as client:
+        wait_ready(client)
+        factory.engines[0].calls.clear()
+        question = {"question": "Who built a palace?", "context": LONG}  # two windows
+        assert client.post("/v1/models/tiny-qa/predict", json={"inputs": [question]}).status_code == 200
+        refused = client.post("/v1/models/tiny-qa/predict", json={"inputs": [question, question]})
+        assert refused.status_code == 413
+        assert refused.json()["detail"] == (
+            "the inputs make 4 engine rows (a long question-answering context is cut into several windows); "
+            "model 'tiny-qa' takes at most 3 per request"
+        )
+        assert factory.engines[0].calls == [2]  # the refused request never reached the engine
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [

@@ -114,6 +114,7 @@ def test_config_file_resolves_relative_directories_and_overrides_names(tmp_path:
         ([{"model_dir": "m", "unknown_field": 1}], "unknown_field"),
         ([{"model_dir": "m", "name": "a/b"}], "name"),
         ([{"model_dir": "m", "max_queue_items": 8, "max_inputs_per_request": 16}], "below max_inputs_per_request"),
+        ([{"model_dir": "m", "max_rows_per_request": 8, "max_inputs_per_request": 16}], "every input needs at least"),
         ([], "endpoints"),
     ],
 )
