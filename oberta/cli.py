@@ -29,16 +29,18 @@ def _add_precision_argument(parser: argparse.ArgumentParser, default_help: str) 
                         f"emulate many times slower) ({default_help})")
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str) -> None:
-    """--task, the data flags, --max-length and the task settings flags (finetune and compress)."""
-    add_task_argument(parser)
-    group = _add_data_files(parser)
+def _add_data_arguments(parser: argparse.ArgumentParser, max_length_help: str, task_note: str = "") -> None:
+    """--task (with the command's note on the tasks), the data flags, --max-length and the task settings flags
+    (finetune and compress)."""
+    add_task_argument(parser, task_note)
+    group = _add_data_files(parser, training=True)
     group.add_argument("--max-length", type=int, help=max_length_help)
     add_task_settings_arguments(parser)
 
 
-def _add_data_files(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """The flags naming the data and how validation is carved from it; returns their group."""
+def _add_data_files(parser: argparse.ArgumentParser, training: bool) -> argparse._ArgumentGroup:
+    """The flags naming the data and how validation is carved from it (for a command that trains, or that only
+    scores); returns their group."""
     from compression.validation import SPLITS
 
     group = parser.add_argument_group("data")
@@ -56,7 +58,8 @@ def _add_data_files(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--validation-fraction", type=float, default=0.05,
                        help="share of train held out: of its sentences for the sentences split, of its "
                        "examples otherwise (QA: articles; default 0.05)")
-    group.add_argument("--seed", type=int, default=42, help="seed of the validation split and training (default 42)")
+    seeded = "the validation split and training" if training else "the validation split, as in the run that trained"
+    group.add_argument("--seed", type=int, default=42, help=f"seed of {seeded} (default 42)")
     group.add_argument("--text-column", help="text column (default: detected, e.g. sentence, text, sentence1)")
     group.add_argument("--text-pair-column", help="second text column for pairs (default: detected, e.g. sentence2)")
     group.add_argument("--label-column", help="label column (default: detected, e.g. label)")
@@ -145,7 +148,8 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser(
         "finetune",
-        help="fine-tune a dense encoder (the teacher) for classification, question answering or NER",
+        help="fine-tune a dense encoder (the teacher) for classification, question answering or NER (a sentence "
+        "encoder learns from its teacher in `compress`)",
         description="Fine-tune an encoder (BERT or RoBERTa architecture) on a labelled file for --task. "
         "Checkpoints go to OUTPUT/checkpoint-N and a rerun resumes from the newest; "
         "the final model lands in OUTPUT/final.",
@@ -168,7 +172,8 @@ def _finetune_parser(sub: argparse._SubParsersAction) -> None:
                         "default: whole batches)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     _add_precision_argument(parser, f"default {default('precision')}")
-    _add_data_arguments(parser, f"maximum sequence length in tokens (default {default('max_length')})")
+    _add_data_arguments(parser, f"maximum sequence length in tokens (default {default('max_length')})",
+                        task_note=". Not sentence-embedding: it learns from a teacher, in `oberta compress`")
     parser.set_defaults(handler=_run_finetune)
 
 
@@ -312,7 +317,7 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
                         "DeepSparse (needs deepsparse and a CPU it supports; every shape is compiled first)")
     parser.add_argument("--threads", type=int, help="engine threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    _add_data_files(parser)
+    _add_data_files(parser, training=False)
     parser.set_defaults(handler=_run_evaluate)
 
 

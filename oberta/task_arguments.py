@@ -13,11 +13,11 @@ from service.runtime.errors import ConfigError
 from service.runtime.tasks import DEFAULT_TASK, TASKS, task_spec
 
 
-def add_task_argument(parser: argparse.ArgumentParser) -> None:
-    """`--task`, with every task's one-line summary in the help."""
+def add_task_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """`--task`, with every task's one-line summary in the help, and the command's own note on them."""
     summaries = "; ".join(f"{name}: {spec.summary}" for name, spec in TASKS.items())
     parser.add_argument("--task", choices=list(TASKS), default=DEFAULT_TASK,
-                        help=f"{summaries} (default {DEFAULT_TASK})")
+                        help=f"{summaries} (default {DEFAULT_TASK}){note}")
 
 
 def _flag(field_name: str) -> str:
