@@ -9,11 +9,10 @@ FastAPI's body reading only lets through as HTTPException.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,6 +23,7 @@ from service.runtime.errors import BadInput, ObertaError
 V2_BAD_INPUT_STATUS = 400
 OPENAI_EMBEDDINGS_PATH = "/v1/embeddings"
 OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
+MAX_PROBLEMS = 5  # validation errors named in one message
 
 
 class Unauthorized(ObertaError):
@@ -98,37 +98,33 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-def _json_safe(value: object) -> object:
-    """`value` with what JSON in UTF-8 cannot carry made printable: non-finite floats as strings, lone surrogates
-    (which JSON escapes such as \\ud800 produce) backslash-escaped."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, dict):
-        return {_json_safe(key): _json_safe(item) for key, item in value.items()}
-    return value
+def _field(loc: Sequence[str | int]) -> str:
+    """A body field as messages name it: inputs[0], inputs[0].question ("body" for the body itself)."""
+    name = ""
+    for part in loc[1:]:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else part
+    return name or "body"
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One validation error as a message naming its field (FastAPI's JSON decode error gives its reason instead)."""
+    if error["type"] == "json_invalid":
+        return f"body is not valid JSON: {error['ctx']['error']}"
+    return f"{_field(error['loc'])}: {error['msg']}"
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """The body's first few validation errors in one message, each naming its field."""
+    return "; ".join(_problem(error) for error in exc.errors()[:MAX_PROBLEMS])
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422, safe for the inputs it echoes: 1e400 or NaN (parsed to inf and nan) and lone surrogates. On the
-    OpenAI route: a 400 naming the first invalid field as `param`, echoing no input."""
+    """Invalid bodies: a 422 whose `detail` is one message naming the fields at fault (no input echoed), or on the
+    OpenAI route a 400 that also names the first invalid field as `param`."""
     assert isinstance(exc, RequestValidationError)
-    if is_openai(request):
-        return _openai_validation_error(request, exc)
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
-
-
-def _openai_validation_error(request: Request, exc: RequestValidationError) -> Response:
-    fields = [error["loc"][1] if len(error["loc"]) > 1 else None for error in exc.errors()]
-    messages = [
-        f"{field}: {error['msg']}" if isinstance(field, str) else error["msg"]
-        for field, error in zip(fields, exc.errors(), strict=True)
-    ]
-    param = next((field for field in fields if isinstance(field, str)), None)
-    return _error_response(request, "; ".join(messages), validation_status(request), None, param)
+    fields = [error["loc"][1] for error in exc.errors() if len(error["loc"]) > 1 and error["type"] != "json_invalid"]
+    param = fields[0] if fields and isinstance(fields[0], str) else None
+    return _error_response(request, _validation_message(exc), validation_status(request), None, param)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

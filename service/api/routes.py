@@ -14,9 +14,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.auth import BEARER_SECURITY, check_key, require_health_key, require_key, require_metrics_key
+from service.api.bodies import JSONBodyRequest, check_encoding
 from service.api.errors import error_status, validation_status
 from service.api.metering import RequestMeter
-from service.api.schemas import HealthResponse, ModelInfo, ModelsResponse, PredictRequest, PredictResponse
+from service.api.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ModelInfo,
+    ModelsResponse,
+    PredictRequest,
+    PredictResponse,
+)
 from service.runtime.errors import ObertaError
 from service.runtime.inference import predict as run_predict
 from service.runtime.inference import serving_slot
@@ -27,6 +35,7 @@ INFERENCE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "the server has an API key and the request did not send it (Authorization: Bearer)"},
     404: {"description": "no model of that name is served"},
     413: {"description": "body larger than max_body_bytes, or more inputs than the model's max_inputs_per_request"},
+    415: {"description": "a compressed body (Content-Encoding other than identity)"},
     429: {"description": "the model's queue is full (when overload_status is 429); see Retry-After"},
     500: {"description": "the engine failed on the batch holding this request"},
     503: {"description": "the model is loading or failed to load, its queue is full, or the server is shutting down"},
@@ -40,8 +49,9 @@ def _state(request: Request) -> ServiceState:
 
 
 class MeteredRoute(APIRoute):
-    """An inference route: checks the API key, counts requests by model and status and times them, body validation
-    errors included."""
+    """An inference route: checks the API key and that the body is uncompressed, reads a body it validates as JSON
+    whatever its Content-Type (service/api/bodies.py), counts requests by model and status and times them, body
+    validation errors included."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         kwargs["openapi_extra"] = {"security": BEARER_SECURITY, **(kwargs.get("openapi_extra") or {})}
@@ -56,10 +66,13 @@ class MeteredRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def metered(request: Request) -> Response:
+            if self.body_field is not None:
+                request = JSONBodyRequest(request.scope, request.receive)
             with RequestMeter(_state(request)) as meter:
                 try:
                     meter.model(await self.model_name(request))
                     await check_key(request)
+                    check_encoding(request)
                     response = await handler(request)
                     meter.status = response.status_code
                     return response
@@ -119,15 +132,22 @@ def predict_options(body: PredictRequest) -> PredictOptions:
     return PredictOptions(**{name: getattr(body, name) for name in OPTION_NAMES})
 
 
+V1_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {**doc, "model": ErrorResponse}
+    for status, doc in {
+        **INFERENCE_ERRORS,
+        422: {"description": "a malformed body (not JSON, or fields of the wrong shape), an empty text, or (under "
+              "reject) a text longer than max_length; `detail` names the field or input at fault"},
+    }.items()
+}
+
+
 @predict_router.post(
     "/v1/models/{name}/predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
     tags=["models"],
-    responses={
-        **INFERENCE_ERRORS,
-        422: {"description": "malformed body, empty text, or (under reject) a text longer than max_length"},
-    },
+    responses=V1_ERRORS,
 )
 async def predict(name: str, body: PredictRequest, request: Request) -> PredictResponse:
     """Predict on each input; inputs of concurrent requests are batched together."""
@@ -138,8 +158,9 @@ async def predict(name: str, body: PredictRequest, request: Request) -> PredictR
 
 
 @health_router.get("/health/live", response_model=HealthResponse, tags=["health"])
+@health_router.head("/health/live", include_in_schema=False)  # probes and load balancers may send HEAD
 async def live() -> HealthResponse:
-    """200 while the process serves HTTP."""
+    """200 while the process serves HTTP (HEAD too, without the body)."""
     return HealthResponse(status="alive")
 
 
@@ -151,8 +172,10 @@ async def live() -> HealthResponse:
         503: {"model": HealthResponse, "description": "a model is loading or failed to load, or the server is draining"}
     },
 )
+@health_router.head("/health/ready", include_in_schema=False)
 async def ready(request: Request) -> JSONResponse:
-    """200 once every model is loaded and warmed up, else 503 (also from SIGTERM on, while the server drains)."""
+    """200 once every model is loaded and warmed up, else 503 (also from SIGTERM on, while the server drains; HEAD
+    too, without the body)."""
     state = _state(request)
     statuses: dict[str, str] = {name: slot.status for name, slot in state.slots.items()}
     if state.ready:

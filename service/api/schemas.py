@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
+from typing_extensions import is_typeddict
 
 from service.runtime.tasks import TASKS
 from service.runtime.tasks.encoding import Truncation
 
+INPUT_KINDS: tuple[Any, ...] = tuple(dict.fromkeys(kind for spec in TASKS.values() for kind in spec.v1_inputs))
 if TYPE_CHECKING:
     TaskInput = Any
     TaskOutput = Any
 else:  # the unions of every task's v1 input and output types, in registry order
-    TaskInput = Union[tuple(dict.fromkeys(kind for spec in TASKS.values() for kind in spec.v1_inputs))]  # noqa: UP007
+    TaskInput = Union[INPUT_KINDS]  # noqa: UP007
     TaskOutput = Union[tuple(spec.v1_output for spec in TASKS.values())]  # noqa: UP007
 TASK_NAMES: JsonDict = {"enum": list(TASKS)}
+
+
+def _shape(kind: Any) -> str:
+    """How messages name a v1 input type: a text, a [text, text] list, a {question, context} object."""
+    if is_typeddict(kind):
+        return "a {" + ", ".join(kind.__annotations__) + "} object"
+    if get_origin(kind) is tuple:
+        return "a [" + ", ".join(_shape(part).removeprefix("a ") for part in get_args(kind)) + "] list"
+    return "a text" if kind is str else f"a {getattr(kind, '__name__', kind)}"
+
+
+*_OTHER_SHAPES, _LAST_SHAPE = [_shape(kind) for kind in INPUT_KINDS]
+INPUT_SHAPES = f"{', '.join(_OTHER_SHAPES)} or {_LAST_SHAPE}" if _OTHER_SHAPES else _LAST_SHAPE
+
+
+def _one_shape(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """One message for an input of none of the shapes, instead of one error per member of the union."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("task_input", f"expected {INPUT_SHAPES}") from None
 
 
 class PredictRequest(BaseModel):
@@ -32,7 +56,7 @@ class PredictRequest(BaseModel):
         },
     )
 
-    inputs: list[TaskInput] = Field(
+    inputs: list[Annotated[TaskInput, WrapValidator(_one_shape)]] = Field(
         min_length=1,
         description="texts, [text, text_pair] lists of two texts, or (question answering) {question, context} "
         "objects; outputs come back in this order",
@@ -54,6 +78,12 @@ class PredictResponse(BaseModel):
     outputs: list[TaskOutput] = Field(
         description="one output per input, in order; its shape follows the model's task"
     )
+
+
+class ErrorResponse(BaseModel):
+    """Every v1 error."""
+
+    detail: str = Field(description="what went wrong, naming the field or input at fault")
 
 
 class ModelInfo(BaseModel):

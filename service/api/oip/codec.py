@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import ValidationError
 
-from service.api.oip.schemas import InferRequest, RequestInput
+from service.api.errors import MAX_PROBLEMS
+from service.api.oip.schemas import InferRequest, Parameters, RequestInput
 from service.runtime.errors import ProtocolError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -107,9 +108,14 @@ def parse_request(body: bytes, header_length: str | None) -> ParsedRequest:
         request = InferRequest.model_validate_json(header)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()[:5]
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors()[:MAX_PROBLEMS]
         )
         raise ProtocolError(f"invalid inference request: {problems}") from None
+    asked = [output.name for output in request.outputs or []]
+    twice = sorted({name for name in asked if asked.count(name) > 1})
+    if twice:
+        raise ProtocolError(f"outputs {twice} are asked for more than once")
     elements: dict[str, list[str]] = {}
     offset = 0
     for tensor in request.inputs:
@@ -118,8 +124,11 @@ def parse_request(body: bytes, header_length: str | None) -> ParsedRequest:
         size = tensor.parameters.get("binary_data_size")
         raw = None
         if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
-                raise ProtocolError(f"input {tensor.name!r}: binary_data_size {size!r} exceeds the binary data sent")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ProtocolError(f"input {tensor.name!r}: binary_data_size must be a non-negative integer, "
+                                    f"not {size!r}")
+            if offset + size > len(binary):
+                raise ProtocolError(f"input {tensor.name!r}: binary_data_size {size} exceeds the binary data sent")
             if tensor.data is not None:
                 raise ProtocolError(f"input {tensor.name!r} has both data and binary_data_size")
             raw, offset = binary[offset : offset + size], offset + size
@@ -131,11 +140,22 @@ def parse_request(body: bytes, header_length: str | None) -> ParsedRequest:
     return ParsedRequest(request, elements)
 
 
+def _flag(parameters: Parameters, name: str, owner: str) -> bool:
+    """A boolean parameter, false when absent; ProtocolError for any other value."""
+    value = parameters.get(name, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{owner}parameter {name} must be true or false, not {value!r}")
+    return value
+
+
 def binary_outputs(request: InferRequest, names: Sequence[str]) -> set[str]:
-    """The outputs to send as binary data: those asked for so, or all under binary_data_output."""
+    """The outputs to send as binary data: those asked for so, or all under binary_data_output; raises ProtocolError
+    for either parameter when it is not a boolean."""
+    every = _flag(request.parameters, "binary_data_output", "")
     if request.outputs is not None:
-        return {output.name for output in request.outputs if output.parameters.get("binary_data") is True}
-    return set(names) if request.parameters.get("binary_data_output") is True else set()
+        return {output.name for output in request.outputs
+                if _flag(output.parameters, "binary_data", f"output {output.name!r}: ")}
+    return set(names) if every else set()
 
 
 def encode_response(

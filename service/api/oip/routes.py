@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.auth import require_health_key, require_key
-from service.api.errors import UnsupportedMediaType
 from service.api.oip.codec import HEADER_LENGTH, OutputTensor, binary_outputs, encode_response, parse_request
+from service.api.oip.input_names import in_tensor_terms
 from service.api.oip.schemas import (
     ErrorBody,
     InferRequest,
@@ -24,7 +24,7 @@ from service.api.oip.schemas import (
     inline_schema,
 )
 from service.api.routes import INFERENCE_ERRORS, MeteredRoute
-from service.runtime.errors import ModelNotServed
+from service.runtime.errors import BadInput
 from service.runtime.inference import predict, serving_slot
 from service.runtime.state import ModelSlot, ServiceState
 from service.runtime.tasks import task_spec
@@ -36,7 +36,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, doc in {
         **INFERENCE_ERRORS,
         400: {"description": "the request does not follow the protocol or the model's tensors, or an input is invalid"},
-        415: {"description": "a compressed body (Content-Encoding other than identity)"},
+        "default": {"description": "any other error (e.g. 405), also {\"error\"}; v2 never answers FastAPI's 422"},
     }.items()
 }
 
@@ -51,10 +51,11 @@ def _state(request: Request) -> ServiceState:
 
 
 def _slot(request: Request, name: str) -> ModelSlot:
-    slot = _state(request).slots.get(name)
-    if slot is None:
-        raise ModelNotServed(f"model {name!r} is not served")
-    return slot
+    """The model's slot, ready or not; for a model not served, serving_slot's ModelNotServed (its first check), so
+    every route says the same."""
+    state = _state(request)
+    slot = state.slots.get(name)
+    return slot if slot is not None else serving_slot(state, name)
 
 
 def _signature(slot: ModelSlot) -> Signature:
@@ -93,7 +94,9 @@ async def server_ready(request: Request) -> JSONResponse:
 
 
 @health_router.get(
-    "/models/{name}/ready", response_model=ModelReady, responses={404: {"model": ErrorBody}, 503: {"model": ModelReady}}
+    "/models/{name}/ready",
+    response_model=ModelReady,
+    responses={404: ERRORS[404], 503: {"model": ModelReady}, "default": ERRORS["default"]},
 )
 async def model_ready(name: str, request: Request) -> JSONResponse:
     """200 when the model is loaded and the server is not draining, else 503."""
@@ -105,7 +108,7 @@ async def model_ready(name: str, request: Request) -> JSONResponse:
 @models_router.get(
     "/models/{name}",
     response_model=ModelMetadata,
-    responses={401: ERRORS[401], 404: ERRORS[404]},
+    responses={401: ERRORS[401], 404: ERRORS[404], "default": ERRORS["default"]},
 )
 async def model_metadata(name: str, request: Request) -> ModelMetadata:
     """The model's input and output tensors, task and labels."""
@@ -153,15 +156,17 @@ async def infer(name: str, request: Request) -> Response:
     state = _state(request)
     slot = serving_slot(state, name)
     signature = _signature(slot)
-    if request.headers.get("content-encoding", "identity").lower() != "identity":
-        raise UnsupportedMediaType("compressed request bodies are not supported; send them uncompressed")
     parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
     asked = parsed.request.outputs
     specs = signature.requested(None if asked is None else [output.name for output in asked])
+    binary = binary_outputs(parsed.request, [spec.name for spec in specs])
     inputs = signature.task_inputs(parsed.elements)
     options = signature.build_options(parsed.request.parameters)
-    answers = await predict(state, slot, inputs, options)
+    try:
+        answers = await predict(state, slot, inputs, options)
+    except BadInput as exc:
+        tensors = [spec.name for spec in signature.inputs if spec.name in parsed.elements]
+        raise BadInput(in_tensor_terms(exc.message, tensors)) from exc
     outputs = [OutputTensor(spec.name, spec.datatype, data) for spec, data in signature.output_arrays(answers, specs)]
-    binary = binary_outputs(parsed.request, [spec.name for spec in specs])
     content, headers, media_type = encode_response(name, parsed.request.id, outputs, binary)
     return Response(content, media_type=media_type, headers=headers)

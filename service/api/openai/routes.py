@@ -6,6 +6,7 @@ model's name); errors answer in OpenAI's shape (service/api/errors.py).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,11 +21,13 @@ from service.api.openai.schemas import (
     encoded,
 )
 from service.api.routes import INFERENCE_ERRORS, MeteredRoute
+from service.runtime.errors import BadInput
 from service.runtime.inference import predict, serving_slot
 from service.runtime.state import ModelSlot, ServiceState
 from service.runtime.tasks import PredictOptions
 from service.runtime.tasks.sentence_embedding import SPEC as SENTENCE_EMBEDDING
 
+DIMENSIONS = "dimensions"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {**doc, "model": ErrorBody}
     for status, doc in {
@@ -70,12 +73,23 @@ def embedding_slot(state: ServiceState, name: str) -> ModelSlot:
     return serving_slot(state, name)
 
 
+def in_openai_terms(error: BadInput) -> InvalidParameter:
+    """A runtime refusal of an embeddings request, naming the field at fault as `param`: `dimensions` when its message
+    is about them, else `input` (the runtime's `inputs[i]` read as OpenAI's `input[i]`)."""
+    if error.message.startswith(DIMENSIONS):
+        return InvalidParameter(error.message, param=DIMENSIONS)
+    return InvalidParameter(re.sub(r"^inputs\[", "input[", error.message), param="input")
+
+
 @router.post(OPENAI_EMBEDDINGS_PATH, response_model=EmbeddingResponse, responses=ERRORS)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingResponse:
     """Embed each input; inputs of concurrent requests (v1 and v2 ones included) are batched together."""
     state = _state(request)
     slot = embedding_slot(state, body.model)
-    answers = await predict(state, slot, body.task_inputs(), PredictOptions(dimensions=body.dimensions))
+    try:
+        answers = await predict(state, slot, body.task_inputs(), PredictOptions(dimensions=body.dimensions))
+    except BadInput as exc:
+        raise in_openai_terms(exc) from exc
     data = [
         Embedding(index=index, embedding=encoded(answer["embedding"], body.encoding_format))
         for index, answer in enumerate(answers)

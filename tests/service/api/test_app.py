@@ -85,7 +85,7 @@ def test_predict_single_pair_and_top_k(served: tuple[TestClient, RecordingFactor
         ("tiny", {"inputs": [""]}, 422, "inputs[0] is empty"),
         ("tiny", {"inputs": ["ok", "   "]}, 422, "inputs[1] is empty"),
         ("tiny", {"inputs": [["ok", ""]]}, 422, "inputs[0][1] is empty"),
-        ("tiny", {"inputs": [5]}, 422, "valid string"),
+        ("tiny", {"inputs": [5]}, 422, "inputs[0]: expected a text, a [text, text] list or a {question, context}"),
         ("tiny", {"inputs": [["only one"]]}, 422, "inputs"),
         ("tiny", {"inputs": [["a", "b", "c"]]}, 422, "inputs"),
         ("tiny", {"inputs": "not a list"}, 422, "valid list"),
@@ -111,8 +111,9 @@ def test_invalid_json_and_long_text_under_truncate(served: tuple[TestClient, Rec
     response = client.post(
         "/v1/models/tiny/predict", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert response.status_code == 422
-    assert "JSON decode error" in response.text
+    assert (response.status_code, response.json()) == (
+        422, {"detail": "body is not valid JSON: Expecting property name enclosed in double quotes"}
+    )
     assert client.post("/v1/models/tiny/predict", json={"inputs": [LONG_TEXT]}).status_code == 200
 
 
@@ -168,6 +169,15 @@ def test_health_live_and_ready(served: tuple[TestClient, RecordingFactory]) -> N
     assert "/v1/models/{name}/predict" in client.get("/openapi.json").json()["paths"]
 
 
+def test_health_answers_head_like_get_without_a_body(served: tuple[TestClient, RecordingFactory]) -> None:
+    client, _ = served
+    for path in ("/health/live", "/health/ready"):
+        head, get = client.head(path), client.get(path)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-type"] == get.headers["content-type"] == "application/json"
+        assert head.headers["content-length"] == get.headers["content-length"]
+
+
 def test_readiness_is_503_until_the_model_is_loaded(bert_dir: Path, tmp_path: Path) -> None:
     gate = threading.Event()
     factory = RecordingFactory()
@@ -181,6 +191,7 @@ def test_readiness_is_503_until_the_model_is_loaded(bert_dir: Path, tmp_path: Pa
         assert client.get("/health/live").status_code == 200
         response = client.get("/health/ready")
         assert (response.status_code, response.json()["status"]) == (503, "loading")
+        assert client.head("/health/ready").status_code == 503
         busy = client.post("/v1/models/tiny/predict", json={"inputs": ["early"]})
         assert (busy.status_code, busy.json()["detail"]) == (503, "model 'tiny' is loading")
         assert client.get("/metrics").text.count('oberta_model_ready{model="tiny"} 0.0') == 1

@@ -93,5 +93,5 @@ def test_an_invalid_input_is_422_on_v1_and_400_on_v2_and_counted_so(bert_dir: Pa
         v1 = client.post("/v1/models/tiny/predict", json={"inputs": [" "]})
         v2 = client.post("/v2/models/tiny/infer", json=v2_body)
         assert (v1.status_code, v1.json()) == (422, {"detail": "inputs[0] is empty"})
-        assert (v2.status_code, v2.json()) == (400, {"error": "inputs[0] is empty"})
+        assert (v2.status_code, v2.json()) == (400, {"error": "input 'text' element 0 is empty"})
         assert _requests_by_status(client) == {"422": 1, "400": 1}

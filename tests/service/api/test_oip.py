@@ -127,7 +127,7 @@ def test_tritonclient_with_a_subset_of_outputs_and_errors(client: triton.Inferen
         client.infer("tiny", [_bytes_input("text", ["good"], True)], outputs=[triton.InferRequestedOutput("logits")])
     with pytest.raises(InferenceServerException, match="do not match the model's"):
         client.infer("tiny", [_bytes_input("sentence", ["good"], True)])
-    with pytest.raises(InferenceServerException, match="inputs\\[1\\] is empty"):
+    with pytest.raises(InferenceServerException, match="input 'text' element 1 is empty"):
         client.infer("tiny", [_bytes_input("text", ["good", " "], False)])
     with pytest.raises(InferenceServerException, match="9 inputs; model 'tiny' takes at most 8"):
         client.infer("tiny", [_bytes_input("text", ["good"] * 9, True)])
@@ -177,6 +177,24 @@ def test_tritonclient_question_answering_and_token_classification(task_server: s
         assert [entity["text"] for entity in entities[0]] == ["john", "smithson", "visited", "versailles"]
     finally:
         client.close()
+
+
+def _bytes_tensor(name: str, texts: list[str]) -> dict[str, Any]:
+    return {"name": name, "shape": [len(texts)], "datatype": "BYTES", "data": texts}
+
+
+def test_input_errors_name_the_tensor_and_the_element(task_server: str, server: str) -> None:
+    questions = _bytes_tensor("question", ["who?", "where?"])
+    context = httpx.post(f"{task_server}/v2/models/tiny-qa/infer",
+                         json={"inputs": [questions, _bytes_tensor("context", ["john did", " "])]})
+    pairs = [_bytes_tensor("text", ["good", "fine"]), _bytes_tensor("text_pair", ["ok", ""])]
+    pair = httpx.post(f"{server}/v2/models/tiny/infer", json={"inputs": pairs})
+    long_pair = httpx.post(f"{server}/v2/models/strict/infer", json={"inputs": [
+        _bytes_tensor("text", ["good"]), _bytes_tensor("text_pair", ["good movie " * 40])]})
+    assert (context.status_code, context.json()) == (400, {"error": "input 'context' element 1 is empty"})
+    assert (pair.status_code, pair.json()) == (400, {"error": "input 'text_pair' element 1 is empty"})
+    assert (long_pair.status_code, long_pair.json()) == (400, {
+        "error": "inputs 'text' and 'text_pair' element 0 is 84 tokens long, more than the model's maximum of 64"})
 
 
 def _raw(server: str, body: bytes, headers: dict[str, str] | None = None, model: str = "tiny") -> httpx.Response:
@@ -229,6 +247,14 @@ def test_raw_binary_request_and_binary_response_layout(server: str) -> None:
          b' {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["b"]}]}', {}, "given twice"),
         (b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]},'
          b' {"name": "text_pair", "shape": [2], "datatype": "BYTES", "data": ["b", "c"]}]}', {}, "as many elements"),
+        (b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": "x"}}]}',
+         {}, "input 'text': binary_data_size must be a non-negative integer, not 'x'"),
+        (ONE_TEXT[:-1] + b', "parameters": {"binary_data_output": "yes"}}', {},
+         "parameter binary_data_output must be true or false, not 'yes'"),
+        (ONE_TEXT[:-1] + b', "outputs": [{"name": "label", "parameters": {"binary_data": 1}}]}', {},
+         "output 'label': parameter binary_data must be true or false, not 1"),
+        (ONE_TEXT[:-1] + b', "outputs": [{"name": "label"}, {"name": "score"}, {"name": "label"}]}', {},
+         "outputs ['label'] are asked for more than once"),
         (ONE_TEXT, {"Inference-Header-Content-Length": "999"}, "not a length within"),
         (ONE_TEXT + b"xyz", {"Inference-Header-Content-Length": str(len(ONE_TEXT))}, "3 bytes of binary data follow"),
     ],
@@ -256,6 +282,27 @@ def test_bad_binary_data_gets_400(server: str, elements_data: bytes, size: int |
     response = _raw(server, header + elements_data, {"Inference-Header-Content-Length": str(len(header))})
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
+
+
+def test_an_unknown_model_gets_the_same_message_on_every_route(server: str) -> None:
+    message = "model 'nope' is not served; GET /v1/models lists the served models"
+    for response in [httpx.post(f"{server}/v2/models/nope/infer", content=ONE_TEXT),
+                     httpx.get(f"{server}/v2/models/nope"), httpx.get(f"{server}/v2/models/nope/ready")]:
+        assert (response.status_code, response.json()) == (404, {"error": message})
+    v1 = httpx.post(f"{server}/v1/models/nope/predict", json={"inputs": ["a"]})
+    assert (v1.status_code, v1.json()) == (404, {"detail": message})
+
+
+def test_the_openapi_document_gives_v2_routes_400_in_the_error_shape_and_no_422(server: str) -> None:
+    paths = httpx.get(f"{server}/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for operation in operations.values():
+            if path.startswith("/v2"):
+                assert "422" not in operation["responses"], path
+    infer = paths["/v2/models/{name}/infer"]["post"]["responses"]
+    for status in ("400", "default"):
+        schema = infer[status]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("oip__schemas__ErrorBody"), status
 
 
 def test_v2_errors_use_the_error_shape(server: str) -> None:
