@@ -109,11 +109,13 @@ def _model_info(slot: ModelSlot) -> ModelInfo:
         truncation=config.truncation,
         max_batch_size=config.max_batch_size,
         max_inputs_per_request=config.max_inputs_per_request,
+        max_rows_per_request=config.max_rows_per_request,
         max_queue_items=slot.admission.capacity,
         architecture=card.architecture,
         precision=card.precision,
         sparsity=card.sparsity,
         metrics=card.metrics,
+        task_settings=card.task_settings,
         description=card.description,
     )
 

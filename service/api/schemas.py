@@ -104,11 +104,19 @@ class ModelInfo(BaseModel):
     truncation: Truncation = Field(description="what happens to longer inputs: truncate, or reject with 422")
     max_batch_size: int = Field(description="most inputs per engine call")
     max_inputs_per_request: int = Field(description="most inputs per request; more are refused with 413")
+    max_rows_per_request: int = Field(
+        description="most engine rows per request after tokenizing (question answering: context windows); more are "
+        "refused with 413"
+    )
     max_queue_items: int = Field(description="most inputs admitted and not yet answered; more are refused at once")
     architecture: str = Field(description="encoder family")
     precision: str = Field(description="fp32, int8, ...")
     sparsity: float | None = Field(description="measured sparsity of the encoder's Linear weights")
     metrics: dict[str, Any] = Field(description="measured quality and speed from the model card")
+    task_settings: dict[str, Any] = Field(
+        description="the task's settings from the card, e.g. question answering's windows and answer length, a "
+        "sentence encoder's dimension (the most `dimensions` an embeddings request may ask for)"
+    )
     description: str = Field(description="free text from the model card")
 
 
@@ -122,4 +130,6 @@ class HealthResponse(BaseModel):
     """Liveness or readiness, with each model's load status."""
 
     status: str = Field(description="alive, ready, loading, failed or draining")
-    models: dict[str, str] = Field(default_factory=dict, description="load status per model")
+    models: dict[str, str] = Field(
+        default_factory=dict, description="load status per model (readiness only; liveness reports none)"
+    )

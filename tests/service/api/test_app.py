@@ -50,7 +50,7 @@ def test_model_list(served: tuple[TestClient, RecordingFactory]) -> None:
     assert tiny["status"] == "ready"
     assert (tiny["max_length"], tiny["precision"], tiny["sparsity"]) == (64, "fp32", None)
     assert (tiny["max_inputs_per_request"], models[1]["truncation"]) == (4, "reject")
-    assert tiny["max_queue_items"] == 256
+    assert (tiny["max_queue_items"], tiny["max_rows_per_request"], tiny["task_settings"]) == (256, 256, {})
 
 
 def test_predict_single_pair_and_top_k(served: tuple[TestClient, RecordingFactory]) -> None:

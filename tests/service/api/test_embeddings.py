@@ -75,6 +75,7 @@ def test_v1_predict_returns_one_unit_vector_per_text(server: str) -> None:
 def test_the_model_list_and_v2_metadata_show_the_task_and_the_output_shape(server: str) -> None:
     models = {model["name"]: model for model in httpx.get(f"{server}/v1/models", headers=AUTH).json()["models"]}
     assert (models["tiny-embed"]["task"], models["tiny-embed"]["labels"]) == ("sentence-embedding", [])
+    assert models["tiny-embed"]["task_settings"]["dimension"] == EMBEDDING_DIMENSION  # the most `dimensions` asked
     assert models["tiny"]["task"] == "text-classification"
     metadata = httpx.get(f"{server}/v2/models/tiny-embed", headers=AUTH).json()
     assert metadata["task"] == "sentence-embedding"

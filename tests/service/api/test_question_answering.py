@@ -31,6 +31,7 @@ def test_http_question_answering(served: tuple[TestClient, RecordingFactory]) ->
     client, factory = served
     model = client.get("/v1/models").json()["models"][0]
     assert (model["name"], model["task"], model["labels"]) == ("tiny-qa", "question-answering", [])
+    assert set(model["task_settings"]) == {"doc_stride", "max_query_length", "max_answer_length"}
     factory.engines[0].calls.clear()
     body = {"inputs": [{"question": "Who built a palace?", "context": LONG}], "top_k": 3, "max_answer_length": 2}
     response = client.post("/v1/models/tiny-qa/predict", json=body)
