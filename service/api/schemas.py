@@ -62,12 +62,13 @@ class PredictRequest(BaseModel):
         "objects; outputs come back in this order",
     )
     top_k: int | None = Field(
-        default=None, ge=1,
+        default=None, ge=1, strict=True,
         description="also return the k most likely labels (at most every label), or the k best answer spans, "
         "with scores",
     )
     max_answer_length: int | None = Field(
-        default=None, ge=1, description="question answering: longest answer in tokens (default: the model card's)"
+        default=None, ge=1, strict=True,
+        description="question answering: longest answer in tokens (default: the model card's)",
     )
 
 

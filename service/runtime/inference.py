@@ -1,9 +1,9 @@
 """One inference request from admission to answers, shared by the v1, v2 and OpenAI-compatible routes.
 
 Order of checks: model served (ModelNotServed), server not draining (ShuttingDown) and model loaded (ModelNotReady),
-input count (TooManyInputs), queue place (Overloaded), then tokenize, engine rows (TooManyInputs), batch and postprocess
-within the request timeout (InferenceTimeout). Invalid inputs raise BadInput; an engine failure on the batch raises
-BatchError, an EngineFailed.
+options the task reads (BadInput), input count (TooManyInputs), queue place (Overloaded), then tokenize, engine rows
+(TooManyInputs), batch and postprocess within the request timeout (InferenceTimeout). Invalid inputs raise BadInput;
+an engine failure on the batch raises BatchError, an EngineFailed.
 The HTTP layer maps each error to its protocol's status and body.
 """
 
@@ -24,7 +24,7 @@ from service.runtime.errors import (
 )
 from service.runtime.scheduler import EngineScheduler
 from service.runtime.state import ModelSlot, ServiceState
-from service.runtime.tasks import PredictOptions
+from service.runtime.tasks import PredictOptions, task_spec
 
 INLINE_TOKENIZE_CHARS = 1000  # requests up to this size are tokenized on the event loop (tens of microseconds)
 
@@ -68,9 +68,10 @@ def check_text(inputs: Sequence[object]) -> int:
 
 
 async def predict(state: ServiceState, slot: ModelSlot, inputs: Sequence[object], options: PredictOptions) -> list[Any]:
-    """Answers for every input, in order; raises TooManyInputs, Overloaded, BadInput, EngineFailed or
-    InferenceTimeout."""
+    """Answers for every input, in order; raises BadInput (also for an option the task does not read),
+    TooManyInputs, Overloaded, EngineFailed or InferenceTimeout."""
     config, name = slot.endpoint.config, slot.endpoint.name
+    task_spec(slot.endpoint.card.task).check_options(options)
     if len(inputs) > config.max_inputs_per_request:
         raise TooManyInputs(
             f"{len(inputs)} inputs; model {name!r} takes at most {config.max_inputs_per_request} per request"

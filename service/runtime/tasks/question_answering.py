@@ -331,4 +331,5 @@ SPEC = TaskSpec(
     v1_output=QuestionAnsweringOutput,
     v2_signature=v2_signature,
     settings=QuestionAnsweringSettings,
+    options=frozenset({"top_k", "max_answer_length"}),
 )

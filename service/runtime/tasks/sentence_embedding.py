@@ -166,4 +166,5 @@ SPEC = TaskSpec(
     v1_output=EmbeddingOutput,
     v2_signature=v2_signature,
     settings=SentenceEmbeddingSettings,
+    options=frozenset({"dimensions"}),
 )

@@ -7,14 +7,14 @@ module here (its spec), one in `compression/tasks/` (data, model head, metric) a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from tokenizers import Tokenizer
 
-from service.runtime.errors import ConfigError
-from service.runtime.tasks.base import Task
+from service.runtime.errors import BadInput, ConfigError
+from service.runtime.tasks.base import PredictOptions, Task
 from service.runtime.tasks.signature import Signature
 
 if TYPE_CHECKING:
@@ -38,6 +38,16 @@ class TaskSpec:
     v1_output: type[BaseModel]  # one v1 output
     v2_signature: Callable[[ModelCard], Signature]  # tensors on the Open Inference Protocol
     settings: type[BaseModel] | None = None  # the card's task_settings, e.g. question-answering windows
+    options: frozenset[str] = frozenset()  # the PredictOptions fields its answers read (top_k, ...); others refused
+
+    def check_options(self, options: PredictOptions) -> None:
+        """BadInput for an option the task's answers would not read (e.g. top_k for token classification), rather than
+        ignoring it."""
+        unread = [field.name for field in fields(options)
+                  if getattr(options, field.name) is not None and field.name not in self.options]
+        if unread:
+            verb = "does" if len(unread) == 1 else "do"
+            raise BadInput(f"{' and '.join(unread)} {verb} not apply to {self.name} models")
 
     def parse_settings(self, values: Mapping[str, Any]) -> BaseModel | None:
         """The task's settings from a card's or a command's values (defaults filled in); ConfigError when invalid."""

@@ -160,4 +160,5 @@ SPEC = TaskSpec(
     v1_inputs=(str, tuple[str, str]),
     v1_output=ClassificationOutput,
     v2_signature=v2_signature,
+    options=frozenset({"top_k"}),
 )

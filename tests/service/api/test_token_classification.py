@@ -46,3 +46,20 @@ def test_long_text_entities_stop_where_truncation_cuts(client: TestClient) -> No
     text = "Paris " * 100
     entities = client.post("/v1/models/every-word/predict", json={"inputs": [text]}).json()["outputs"][0]["entities"]
     assert len(entities) == 62  # 64 tokens less [CLS] and [SEP]
+
+
+@pytest.mark.parametrize(
+    ("options", "detail"),
+    [
+        ({"top_k": 2}, "top_k does not apply to token-classification models"),
+        ({"top_k": 2, "max_answer_length": 3}, "top_k and max_answer_length do not apply to token-classification"),
+        ({"top_k": True}, "top_k: Input should be a valid integer"),
+        ({"top_k": "2"}, "top_k: Input should be a valid integer"),
+    ],
+)
+def test_options_the_task_does_not_read_are_refused(
+    client: TestClient, options: dict[str, object], detail: str
+) -> None:
+    response = client.post("/v1/models/every-word/predict", json={"inputs": [TEXT], **options})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(detail)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from compression.tasks import TASKS as TRAINABLE
 from service.api.schemas import ModelInfo, PredictRequest, PredictResponse
 from service.runtime.card import ModelCard
-from service.runtime.errors import ConfigError
-from service.runtime.tasks import TASKS, task_spec
+from service.runtime.errors import BadInput, ConfigError
+from service.runtime.tasks import TASKS, PredictOptions, task_spec
 
 CARD = {"name": "m", "labels": [], "max_length": 64, "architecture": "bert", "inputs": ["input_ids"],
         "files": {"onnxruntime": "model.onnx"}}
@@ -46,3 +48,11 @@ def test_the_v1_schema_is_the_union_of_the_tasks() -> None:
 def test_compression_tasks_take_name_and_outputs_from_the_spec(name: str) -> None:
     assert TRAINABLE[name].spec is TASKS[name]
     assert TRAINABLE[name].output_names == TASKS[name].output_names
+
+
+def test_each_task_names_the_request_options_it_reads() -> None:
+    known = {field.name for field in dataclasses.fields(PredictOptions)}
+    assert all(spec.options <= known for spec in TASKS.values())
+    task_spec("question-answering").check_options(PredictOptions(top_k=2, max_answer_length=5))
+    with pytest.raises(BadInput, match=r"^dimensions does not apply to text-classification models$"):
+        task_spec("text-classification").check_options(PredictOptions(top_k=2, dimensions=8))
